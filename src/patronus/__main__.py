@@ -1,0 +1,3 @@
+from patronus.cli.main import main
+
+main()

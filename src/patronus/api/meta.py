@@ -1,0 +1,68 @@
+"""The base model and the metadata and condition shapes every kind shares."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from patronus.api.markers import ListType
+
+API_GROUP = "sdwan.patronus.dev"
+API_VERSION = "v1alpha1"
+GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire, snake_case in Python.
+
+    Unknown fields are ignored rather than rejected: the API server prunes them from stored objects
+    already, and an older operator must still read objects a newer CRD allowed.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        use_attribute_docstrings=True,
+    )
+
+    def to_wire(self) -> dict[str, object]:
+        """The JSON-ready dict the API server expects: camelCase, no unset optionals."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class ObjectMeta(ApiModel):
+    """The parts of Kubernetes object metadata that Patronus reads; everything else is kept as is."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    resource_version: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Condition(ApiModel):
+    """A condition in the shape of metav1.Condition."""
+
+    type: Annotated[str, Field(max_length=316)]
+    """Type of condition in CamelCase, for example Ready."""
+    status: Literal["True", "False", "Unknown"]
+    """Whether the condition holds: True, False or Unknown."""
+    reason: Annotated[str, Field(max_length=1024)] = ""
+    """A machine-readable CamelCase word for the condition's last transition."""
+    message: Annotated[str, Field(max_length=32768)] = ""
+    """A human-readable explanation of the condition."""
+    last_transition_time: datetime | None = None
+    """When the condition last changed from one status to another."""
+    observed_generation: int | None = None
+    """The .metadata.generation the condition was set for."""
+
+
+Conditions = Annotated[list[Condition], Field(max_length=32), ListType("map", keys=("type",))]

@@ -1,0 +1,163 @@
+"""Policy: which traffic goes over which path, with failover and QoS."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from patronus.api.fields import Bandwidth, CidrList, Duration, ObjectName, Percent, PortRanges
+from patronus.api.markers import CEL, model_rules
+from patronus.api.meta import ApiModel, Conditions, ObjectMeta
+
+QosClass = Literal["realtime", "interactive", "business-critical", "default", "bulk", "scavenger"]
+QOS_CLASSES: tuple[str, ...] = QosClass.__args__
+
+
+class PolicyMatch(ApiModel):
+    """Which packets the policy selects. Every field given must match."""
+
+    model_config = {
+        "json_schema_extra": model_rules(
+            CEL(
+                "self.protocol != 'icmp' || (!has(self.dstPortRange) && !has(self.srcPortRange))",
+                "port ranges need protocol tcp, udp or any: icmp has no ports",
+            )
+        )
+    }
+
+    protocol: Literal["tcp", "udp", "icmp", "any"] = "any"
+    """IP protocol: tcp, udp, icmp or any. With ports, any means tcp and udp."""
+    dst_port_range: PortRanges | None = None
+    """Destination ports: a list (80,443), ranges (3478-3497) or both (80,8000-8080)."""
+    src_port_range: PortRanges | None = None
+    """Source ports, in the same form as dstPortRange."""
+    dscp: Annotated[int, Field(ge=0, le=63)] | None = None
+    """DSCP value (0-63) of the packets, for example 46 (EF) for voice."""
+    src_cidrs: CidrList | None = None
+    """Source prefixes the packets come from."""
+    dst_cidrs: CidrList | None = None
+    """Destination prefixes the packets go to."""
+
+    @model_validator(mode="after")
+    def _ports_need_a_transport(self) -> PolicyMatch:
+        if self.protocol == "icmp" and (self.dst_port_range or self.src_port_range):
+            raise ValueError("port ranges need protocol tcp, udp or any: icmp has no ports")
+        return self
+
+
+class PathRef(ApiModel):
+    """A Path, named by its source site and its id."""
+
+    site_ref: ObjectName
+    """The site the path starts at; the policy is enforced there."""
+    path_id: ObjectName
+    """Name of the Path object."""
+
+
+class QosSpec(ApiModel):
+    """Queueing for the matched traffic at the egress of the chosen path."""
+
+    class_: QosClass = Field("default", alias="class")
+    """Traffic class, highest priority first: realtime, interactive, business-critical, default, bulk,
+    scavenger."""
+    bandwidth: Bandwidth | None = None
+    """Rate cap for the class, for example 10Mbps (SI units)."""
+
+
+class PolicyAction(ApiModel):
+    """What happens to matched traffic."""
+
+    model_config = {
+        "json_schema_extra": model_rules(
+            CEL(
+                "!has(self.backupPath) || has(self.primaryPath)",
+                "action.backupPath needs action.primaryPath",
+            ),
+            CEL(
+                "!has(self.backupPath) || !has(self.primaryPath) || self.backupPath.pathId != self.primaryPath.pathId "
+                "|| self.backupPath.siteRef != self.primaryPath.siteRef",
+                "action.backupPath must differ from action.primaryPath",
+            ),
+            CEL(
+                "!has(self.backupPath) || !has(self.primaryPath) "
+                "|| self.backupPath.siteRef == self.primaryPath.siteRef",
+                "action.backupPath must start at the same site as action.primaryPath",
+            ),
+        )
+    }
+
+    type: Literal["route"] = "route"
+    """route: send matched traffic over primaryPath, or backupPath while the primary is unhealthy."""
+    primary_path: PathRef | None = None
+    """The preferred path. Without it, matched traffic takes the healthiest path."""
+    backup_path: PathRef | None = None
+    """Where traffic goes while the primary is down or below failover.threshold."""
+    qos: QosSpec | None = None
+    """Queueing class and rate cap."""
+
+    @model_validator(mode="after")
+    def _backup_follows_primary(self) -> PolicyAction:
+        if self.backup_path is None:
+            return self
+        if self.primary_path is None:
+            raise ValueError("action.backupPath needs action.primaryPath")
+        if self.backup_path == self.primary_path:
+            raise ValueError("action.backupPath must differ from action.primaryPath")
+        if self.backup_path.site_ref != self.primary_path.site_ref:
+            raise ValueError("action.backupPath must start at the same site as action.primaryPath")
+        return self
+
+
+class FailoverSpec(ApiModel):
+    """When traffic leaves the primary path and when it comes back."""
+
+    threshold: Percent = 70
+    """Health score (0-100) below which traffic moves to the backup path."""
+    cooldown: Duration = "30s"
+    """How long the primary must stay at or above the threshold before traffic returns to it."""
+
+
+class PolicySpec(ApiModel):
+    """Desired state of a Policy."""
+
+    priority: Annotated[int, Field(ge=0, le=1000)] = 0
+    """0-1000; when several policies match a packet, the highest priority wins."""
+    match: PolicyMatch
+    """Which traffic the policy selects."""
+    action: PolicyAction
+    """Where that traffic goes and how it is queued."""
+    failover: FailoverSpec = Field(default_factory=FailoverSpec, json_schema_extra={"default": FailoverSpec().to_wire()})
+    """Failover threshold and cooldown."""
+
+
+class PolicyStatus(ApiModel):
+    """Observed state of a Policy, written by the enforcing site's agent and the operator."""
+
+    active: bool | None = None
+    """Whether the policy is installed in the enforcing site's data plane."""
+    path_in_use: PathRef | None = None
+    """The path matched traffic takes now."""
+    matched_flows: Annotated[int, Field(ge=0)] | None = None
+    """Flows the policy has matched, from the data plane's counters."""
+    bytes_routed: Annotated[int, Field(ge=0)] | None = None
+    """Bytes the policy has steered, from the data plane's counters."""
+    last_failover_time: datetime | None = None
+    """When traffic last moved between the primary and the backup path."""
+    failover_count: Annotated[int, Field(ge=0)] | None = None
+    """How many times traffic has moved between the primary and the backup path."""
+    conditions: Conditions | None = None
+    """Ready and the conditions that explain it (for example a missing path)."""
+    observed_generation: int | None = None
+    """The .metadata.generation this status describes."""
+
+
+class Policy(ApiModel):
+    """A routing and traffic-management policy."""
+
+    api_version: Literal["sdwan.patronus.dev/v1alpha1"] = "sdwan.patronus.dev/v1alpha1"
+    kind: Literal["Policy"] = "Policy"
+    metadata: ObjectMeta
+    spec: PolicySpec
+    status: PolicyStatus | None = None

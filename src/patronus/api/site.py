@@ -1,0 +1,174 @@
+"""Site: one network location in the SD-WAN (a branch, a data centre, a cloud region)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from patronus.api.fields import (
+    CidrList,
+    Endpoint,
+    ObjectName,
+    ObjectNameSet,
+    Percent,
+    Port,
+    Quantity,
+    ShortName,
+    WireGuardKey,
+)
+from patronus.api.markers import CEL, ListType, model_rules
+from patronus.api.meta import ApiModel, Conditions, ObjectMeta
+
+DEFAULT_LISTEN_PORT = 51820
+DEFAULT_UNDERLAY = "default"
+
+
+class SecretKeyRef(ApiModel):
+    """A key inside a Secret in the Site's namespace."""
+
+    name: ObjectName
+    """Name of the Secret."""
+    key: Annotated[str, Field(min_length=1, max_length=253)] = "privateKey"
+    """Key inside the Secret that holds the base64 WireGuard private key."""
+
+
+class WireGuardSpec(ApiModel):
+    """How peers reach this site over WireGuard."""
+
+    model_config = {
+        "json_schema_extra": model_rules(
+            CEL(
+                "!has(self.privateKeySecretRef) || has(self.publicKey)",
+                "wireguard.privateKeySecretRef needs wireguard.publicKey: give the public key of that private key",
+            )
+        )
+    }
+
+    public_key: WireGuardKey | None = None
+    """The site's WireGuard public key (base64, as printed by `wg pubkey`). Leave it out and the operator
+    generates a key pair and keeps the private key in a Secret. Give it without privateKeySecretRef and the
+    site is external: its agent runs outside the cluster and holds its own private key."""
+    private_key_secret_ref: SecretKeyRef | None = None
+    """A Secret that holds the private key matching publicKey, for a site whose agent runs in the cluster
+    with a key you manage."""
+    listen_port: Port = DEFAULT_LISTEN_PORT
+    """UDP port WireGuard listens on (1-65535)."""
+    endpoints: Annotated[list[Endpoint], Field(min_length=1, max_length=16), ListType("set")]
+    """Addresses (host:port) at which peers reach this site, one per WAN underlay. At least one."""
+    persistent_keepalive: Annotated[int, Field(ge=0, le=65535)] = 25
+    """Seconds between keepalives so NAT mappings stay open; 0 turns keepalives off."""
+
+
+class Underlay(ApiModel):
+    """A named WAN link of the site, such as fiber or lte."""
+
+    name: ShortName
+    """Name of the underlay (a DNS label of at most 15 characters); Paths name it in spec.underlay."""
+    endpoint: Endpoint
+    """Which of wireguard.endpoints this underlay is reached at."""
+    listen_port: Port | None = None
+    """UDP port of this underlay's WireGuard interface; defaults to wireguard.listenPort plus the
+    underlay's index."""
+
+
+class ResourcesSpec(ApiModel):
+    """Compute resources for the site's SD-WAN core workload."""
+
+    cpu: Quantity | None = None
+    """CPU request, as a Kubernetes quantity (2, 500m). Defaults to the operator's DEFAULT_CPU_REQUEST."""
+    memory: Quantity | None = None
+    """Memory request, as a Kubernetes quantity (4Gi). Defaults to DEFAULT_MEMORY_REQUEST."""
+    storage: Quantity | None = None
+    """Size of a persistent volume for the core workload (10Gi); none when left out."""
+
+
+class SiteMeshSpec(ApiModel):
+    """Which sites this site builds tunnels to, besides those a Mesh gives it."""
+
+    enabled: bool = True
+    """Whether the site takes part in meshes at all."""
+    peer_with: ObjectNameSet | None = None
+    """Names of Sites in the same namespace to peer with directly."""
+
+
+class SiteSpec(ApiModel):
+    """Desired state of a Site."""
+
+    model_config = {
+        "json_schema_extra": model_rules(
+            CEL(
+                "!has(self.underlays) || self.underlays.all(u, u.endpoint in self.wireguard.endpoints)",
+                "every underlays[].endpoint must be one of wireguard.endpoints",
+            ),
+            CEL(
+                "!has(self.underlays) || self.underlays.all(u, self.underlays.exists_one(v, v.name == u.name))",
+                "underlays[].name must be unique",
+            ),
+        )
+    }
+
+    location: Annotated[str, Field(max_length=256)] | None = None
+    """Where the site is, for people: "New York, NY"."""
+    wireguard: WireGuardSpec
+    """WireGuard settings: keys, listen port and the endpoints peers dial."""
+    underlays: Annotated[list[Underlay], Field(max_length=8)] | None = None
+    """Named WAN underlays (fiber, lte, ...), each with its own tunnel and its own Paths. Left out, the site
+    has a single underlay called "default"."""
+    resources: ResourcesSpec | None = None
+    """Compute resources for the site's core workload."""
+    mesh: SiteMeshSpec | None = None
+    """Direct peering outside of any Mesh."""
+    subnets: CidrList | None = None
+    """LAN prefixes behind this site that other sites route to it."""
+
+    @model_validator(mode="after")
+    def _underlays_use_known_endpoints(self) -> SiteSpec:
+        names = [underlay.name for underlay in self.underlays or []]
+        if len(names) != len(set(names)):
+            raise ValueError("underlays[].name must be unique")
+        for underlay in self.underlays or []:
+            if underlay.endpoint not in self.wireguard.endpoints:
+                raise ValueError(f"underlay {underlay.name}: endpoint {underlay.endpoint} is not in wireguard.endpoints")
+        return self
+
+    def underlay_names(self) -> list[str]:
+        return [u.name for u in self.underlays] if self.underlays else [DEFAULT_UNDERLAY]
+
+
+SitePhase = Literal["Pending", "Active", "Degraded", "Failed"]
+
+
+class SiteStatus(ApiModel):
+    """Observed state of a Site, written by the operator."""
+
+    phase: SitePhase | None = None
+    """Pending until the site's agent reports; Active when it reports and its paths are up; Degraded when
+    some paths are down or unhealthy; Failed when the site cannot work as specified."""
+    conditions: Conditions | None = None
+    """Ready and the conditions that explain it."""
+    peers: Annotated[int, Field(ge=0)] | None = None
+    """Number of sites this site has tunnels to."""
+    active_paths: Annotated[int, Field(ge=0)] | None = None
+    """Number of Paths from this site that are up."""
+    health_score: Percent | None = None
+    """Mean health score (0-100) of the site's Paths."""
+    public_key: WireGuardKey | None = None
+    """The public key peers use, whether given or generated."""
+    overlay_address: Annotated[str, Field(max_length=64)] | None = None
+    """The site's address inside the WireGuard overlay."""
+    last_heartbeat_time: datetime | None = None
+    """When the site's agent last reported."""
+    observed_generation: int | None = None
+    """The .metadata.generation this status describes."""
+
+
+class Site(ApiModel):
+    """A network site in the SD-WAN mesh."""
+
+    api_version: Literal["sdwan.patronus.dev/v1alpha1"] = "sdwan.patronus.dev/v1alpha1"
+    kind: Literal["Site"] = "Site"
+    metadata: ObjectMeta
+    spec: SiteSpec
+    status: SiteStatus | None = None
