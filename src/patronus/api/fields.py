@@ -2,31 +2,52 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, Field
 
 from patronus.api import parsers
 from patronus.api.markers import CEL, ListType
 
+T = TypeVar("T")
+
+def _matching(pattern: str, what: str) -> Callable[[str], str]:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"{value!r} must be {what}")
+        return value
+
+    return check
+
+
+def unique(values: list[T]) -> list[T]:
+    duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate entries: {', '.join(duplicates)}")
+    return values
+
+
+_OBJECT_NAME = "a Kubernetes object name: lower-case letters, digits, '-' and '.'"
+_SHORT_NAME = "a DNS label of at most 15 characters: lower-case letters, digits and '-'"
+
 # Object names: what Kubernetes accepts for metadata.name (RFC 1123 subdomain).
 ObjectName = Annotated[
     str,
     Field(min_length=1, max_length=253),
-    CEL(
-        f"self.matches(r'{parsers.DNS_SUBDOMAIN_PATTERN}')",
-        "must be a Kubernetes object name: lower-case letters, digits, '-' and '.'",
-    ),
+    CEL(f"self.matches(r'{parsers.DNS_SUBDOMAIN_PATTERN}')", f"must be {_OBJECT_NAME}"),
+    AfterValidator(_matching(parsers.DNS_SUBDOMAIN_PATTERN, _OBJECT_NAME)),
 ]
 
 # Short names that also become parts of interface and object names.
 ShortName = Annotated[
     str,
     Field(min_length=1, max_length=15),
-    CEL(
-        f"self.matches(r'{parsers.DNS_LABEL_PATTERN}')",
-        "must be a DNS label of at most 15 characters: lower-case letters, digits and '-'",
-    ),
+    CEL(f"self.matches(r'{parsers.DNS_LABEL_PATTERN}')", f"must be {_SHORT_NAME}"),
+    AfterValidator(_matching(parsers.DNS_LABEL_PATTERN, _SHORT_NAME)),
 ]
 
 
@@ -136,5 +157,5 @@ Cidr = Annotated[
 
 Percent = Annotated[float, Field(ge=0, le=100)]
 
-ObjectNameSet = Annotated[list[ObjectName], Field(max_length=256), ListType("set")]
-CidrList = Annotated[list[Cidr], Field(max_length=64), ListType("set")]
+ObjectNameSet = Annotated[list[ObjectName], Field(max_length=256), ListType("set"), AfterValidator(unique)]
+CidrList = Annotated[list[Cidr], Field(max_length=64), ListType("set"), AfterValidator(unique)]

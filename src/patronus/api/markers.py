@@ -22,9 +22,14 @@ class CEL:
 
     rule: str
     message: str
+    field_path: str | None = None
+    """For a rule on an object, the field (``.destination.siteRef``) the error is reported on."""
 
     def as_schema(self) -> dict[str, str]:
-        return {"rule": self.rule, "message": self.message}
+        schema = {"rule": self.rule, "message": self.message}
+        if self.field_path:
+            schema["fieldPath"] = self.field_path
+        return schema
 
     def __get_pydantic_json_schema__(
         self, core_schema: CoreSchema, handler: GetJsonSchemaHandler

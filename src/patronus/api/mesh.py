@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from patronus.api.fields import ObjectName, ObjectNameSet, Percent
+from patronus.api.fields import ObjectName, ObjectNameSet, Percent, unique
 from patronus.api.markers import CEL, ListType, model_rules
 from patronus.api.meta import ApiModel, Conditions, ObjectMeta
 
@@ -30,15 +30,17 @@ class MeshSpec(ApiModel):
             CEL(
                 "!has(self.hubs) || self.topology == 'hub-spoke'",
                 "hubs apply only to topology hub-spoke",
+                field_path=".hubs",
             ),
             CEL(
                 "!has(self.hubs) || self.hubs.all(h, h in self.sites)",
                 "every hub must be one of sites",
+                field_path=".hubs",
             ),
         )
     }
 
-    sites: Annotated[list[ObjectName], Field(min_length=1, max_length=256), ListType("set")]
+    sites: Annotated[list[ObjectName], Field(min_length=1, max_length=256), ListType("set"), AfterValidator(unique)]
     """Names of the Sites in the mesh (same namespace), each once."""
     topology: Topology = "full-mesh"
     """full-mesh: every site to every other; hub-spoke: spokes to hubs only."""
@@ -49,8 +51,6 @@ class MeshSpec(ApiModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> MeshSpec:
-        if len(set(self.sites)) != len(self.sites):
-            raise ValueError("sites must not list a site twice")
         if self.hubs is not None:
             if self.topology != "hub-spoke":
                 raise ValueError("hubs apply only to topology hub-spoke")

@@ -122,6 +122,9 @@ def parse_wireguard_key(text: str) -> bytes:
         raise ValueError("a WireGuard key must be base64 (as printed by `wg pubkey`)") from exc
     if len(raw) != WIREGUARD_KEY_BYTES:
         raise ValueError(f"a WireGuard key must decode to {WIREGUARD_KEY_BYTES} bytes, not {len(raw)}")
+    if base64.b64encode(raw).decode() != text:
+        # Same bytes, but stray padding bits: not what `wg` prints, and the API server rejects it too.
+        raise ValueError("a WireGuard key must be canonical base64 (as printed by `wg pubkey`)")
     return raw
 
 

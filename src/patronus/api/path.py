@@ -29,6 +29,7 @@ class MonitoringSpec(ApiModel):
                 f"!self.interval.matches(r'{parsers.DURATION_PATTERN}') || "
                 "(duration(self.interval) >= duration('50ms') && duration(self.interval) <= duration('1h'))",
                 "monitoring.interval must be between 50ms and 1h",
+                field_path=".interval",
             )
         )
     }
@@ -55,6 +56,7 @@ class PathSpec(ApiModel):
             CEL(
                 "self.source.siteRef != self.destination.siteRef",
                 "destination.siteRef must differ from source.siteRef: a path joins two different sites",
+                field_path=".destination.siteRef",
             )
         )
     }

@@ -23,6 +23,7 @@ class PolicyMatch(ApiModel):
             CEL(
                 "self.protocol != 'icmp' || (!has(self.dstPortRange) && !has(self.srcPortRange))",
                 "port ranges need protocol tcp, udp or any: icmp has no ports",
+                field_path=".protocol",
             )
         )
     }
@@ -74,16 +75,19 @@ class PolicyAction(ApiModel):
             CEL(
                 "!has(self.backupPath) || has(self.primaryPath)",
                 "action.backupPath needs action.primaryPath",
+                field_path=".backupPath",
             ),
             CEL(
                 "!has(self.backupPath) || !has(self.primaryPath) || self.backupPath.pathId != self.primaryPath.pathId "
                 "|| self.backupPath.siteRef != self.primaryPath.siteRef",
                 "action.backupPath must differ from action.primaryPath",
+                field_path=".backupPath",
             ),
             CEL(
                 "!has(self.backupPath) || !has(self.primaryPath) "
                 "|| self.backupPath.siteRef == self.primaryPath.siteRef",
                 "action.backupPath must start at the same site as action.primaryPath",
+                field_path=".backupPath.siteRef",
             ),
         )
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from patronus.api.fields import (
     CidrList,
@@ -17,6 +17,7 @@ from patronus.api.fields import (
     Quantity,
     ShortName,
     WireGuardKey,
+    unique,
 )
 from patronus.api.markers import CEL, ListType, model_rules
 from patronus.api.meta import ApiModel, Conditions, ObjectMeta
@@ -42,6 +43,7 @@ class WireGuardSpec(ApiModel):
             CEL(
                 "!has(self.privateKeySecretRef) || has(self.publicKey)",
                 "wireguard.privateKeySecretRef needs wireguard.publicKey: give the public key of that private key",
+                field_path=".privateKeySecretRef",
             )
         )
     }
@@ -55,10 +57,16 @@ class WireGuardSpec(ApiModel):
     with a key you manage."""
     listen_port: Port = DEFAULT_LISTEN_PORT
     """UDP port WireGuard listens on (1-65535)."""
-    endpoints: Annotated[list[Endpoint], Field(min_length=1, max_length=16), ListType("set")]
+    endpoints: Annotated[list[Endpoint], Field(min_length=1, max_length=16), ListType("set"), AfterValidator(unique)]
     """Addresses (host:port) at which peers reach this site, one per WAN underlay. At least one."""
     persistent_keepalive: Annotated[int, Field(ge=0, le=65535)] = 25
     """Seconds between keepalives so NAT mappings stay open; 0 turns keepalives off."""
+
+    @model_validator(mode="after")
+    def _secret_ref_needs_public_key(self) -> WireGuardSpec:
+        if self.private_key_secret_ref is not None and self.public_key is None:
+            raise ValueError("wireguard.privateKeySecretRef needs wireguard.publicKey")
+        return self
 
 
 class Underlay(ApiModel):
@@ -101,10 +109,12 @@ class SiteSpec(ApiModel):
             CEL(
                 "!has(self.underlays) || self.underlays.all(u, u.endpoint in self.wireguard.endpoints)",
                 "every underlays[].endpoint must be one of wireguard.endpoints",
+                field_path=".underlays",
             ),
             CEL(
                 "!has(self.underlays) || self.underlays.all(u, self.underlays.exists_one(v, v.name == u.name))",
                 "underlays[].name must be unique",
+                field_path=".underlays",
             ),
         )
     }

@@ -1,0 +1,63 @@
+"""pytest fixtures for tests against the real control plane.
+
+- ``control_plane``: one etcd + kube-apiserver + kube-controller-manager per test session, with the
+  Patronus CRDs installed; stopped (and its files removed) when the session ends, also on Ctrl-C or SIGTERM.
+- ``kube_client``: a lightkube ``Client`` with the admin identity.
+- ``namespace``: a fresh namespace per test, deleted afterwards.
+- ``kubectl``: run the built kubectl against the control plane.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from patronus.testing.controlplane import ControlPlane
+
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # A SIGTERM (CI timeout, a killed terminal) unwinds like Ctrl-C, so fixture teardown still runs.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    from patronus.kube.crds import install_crds  # noqa: PLC0415
+
+    with ControlPlane(controller_manager=True) as plane:
+        install_crds(plane.client())  # type: ignore[arg-type]
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def kube_client(control_plane: ControlPlane) -> Any:
+    return control_plane.client()
+
+
+@pytest.fixture
+def namespace(kube_client: Any) -> Iterator[str]:
+    from lightkube.models.meta_v1 import ObjectMeta  # noqa: PLC0415
+    from lightkube.resources.core_v1 import Namespace  # noqa: PLC0415
+
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    kube_client.create(Namespace(metadata=ObjectMeta(name=name)))
+    yield name
+    kube_client.delete(Namespace, name)
+
+
+@pytest.fixture(scope="session")
+def kubectl(control_plane: ControlPlane) -> Kubectl:
+    return control_plane.kubectl
