@@ -93,7 +93,12 @@ def test_interrupted_run_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 def test_binaries_report_missing_files(tmp_path: Path) -> None:
-    assert sorted(Binaries(tmp_path).missing()) == ["etcd", "kube-apiserver", "kube-controller-manager", "kubectl"]
+    assert sorted(Binaries(tmp_path).missing()) == [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kubectl",
+    ]
 
 
 @pytest.mark.parametrize("component", ["etcd", "kube-apiserver"])

@@ -15,8 +15,10 @@ from patronus.api.kinds import KINDS
 from tests.support.invalid_objects import CASES, InvalidCase
 from tests.support.manifests import example_files, example_objects, seed_objects
 
-RESOURCES = {info.kind: create_namespaced_resource("sdwan.patronus.dev", "v1alpha1", info.kind, info.plural)
-             for info in KINDS}
+RESOURCES = {
+    info.kind: create_namespaced_resource("sdwan.patronus.dev", "v1alpha1", info.kind, info.plural)
+    for info in KINDS
+}
 
 
 def _create(client: Any, obj: dict[str, Any], namespace: str) -> Any:
@@ -62,10 +64,16 @@ def test_examples_apply_cleanly(kubectl: Any, namespace: str, path: Path) -> Non
 
 
 def test_server_applies_defaults(kube_client: Any, namespace: str) -> None:
-    path = _create(kube_client, {
-        "apiVersion": "sdwan.patronus.dev/v1alpha1", "kind": "Path", "metadata": {"name": "defaults"},
-        "spec": {"source": {"siteRef": "a"}, "destination": {"siteRef": "b"}},
-    }, namespace)
+    path = _create(
+        kube_client,
+        {
+            "apiVersion": "sdwan.patronus.dev/v1alpha1",
+            "kind": "Path",
+            "metadata": {"name": "defaults"},
+            "spec": {"source": {"siteRef": "a"}, "destination": {"siteRef": "b"}},
+        },
+        namespace,
+    )
     assert path["spec"]["monitoring"] == {"enabled": True, "interval": "10s", "probesPerCheck": 5}
     assert path["spec"]["type"] == "vpn"
 
@@ -91,18 +99,37 @@ def test_printer_columns_and_category(kubectl: Any, namespace: str) -> None:
     for path in example_files():
         _apply_file(kubectl, path, namespace)
     output = kubectl("get", "sites,paths,policies,meshes", "-n", namespace).stdout
-    for header in ("LOCATION", "PHASE", "PEERS", "PATHS", "HEALTH",  # sites
-                   "SOURCE", "DESTINATION", "STATE", "LATENCY", "LOSS",  # paths
-                   "PRIORITY", "ACTIVE", "PATH", "FLOWS",  # policies
-                   "TOPOLOGY", "SITES", "ACTIVE PATHS"):  # meshes
+    for header in (
+        "LOCATION",
+        "PHASE",
+        "PEERS",
+        "PATHS",
+        "HEALTH",  # sites
+        "SOURCE",
+        "DESTINATION",
+        "STATE",
+        "LATENCY",
+        "LOSS",  # paths
+        "PRIORITY",
+        "ACTIVE",
+        "PATH",
+        "FLOWS",  # policies
+        "TOPOLOGY",
+        "SITES",
+        "ACTIVE PATHS",
+    ):  # meshes
         assert header in output, f"{header} missing from:\n{output}"
     assert "New York, NY" in output
     assert "branch-nyc   dc-east" in output  # a path's source and destination columns
 
     everything = kubectl("get", "patronus", "-n", namespace, "-o", "name").stdout.split()
     kinds = {name.split("/")[0] for name in everything}
-    assert kinds == {"site.sdwan.patronus.dev", "path.sdwan.patronus.dev",
-                     "policy.sdwan.patronus.dev", "mesh.sdwan.patronus.dev"}
+    assert kinds == {
+        "site.sdwan.patronus.dev",
+        "path.sdwan.patronus.dev",
+        "policy.sdwan.patronus.dev",
+        "mesh.sdwan.patronus.dev",
+    }
     short = kubectl("get", "sdsite,sdpath,sdpol,sdmesh", "-n", namespace, "-o", "name").stdout.split()
     assert sorted(short) == sorted(everything)
 

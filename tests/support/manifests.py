@@ -28,10 +28,14 @@ def seed_objects() -> list[dict[str, Any]]:
     objects = []
     for block in _BLOCK.findall(SEED_README.read_text()):
         text = "\n".join(line for line in block.splitlines() if not line.startswith(("kubectl ", "EOF")))
-        text = text.replace('"base64-encoded-key"', f'"{REAL_KEY}"').replace("$(wg genkey | wg pubkey)", REAL_KEY)
+        text = text.replace('"base64-encoded-key"', f'"{REAL_KEY}"').replace(
+            "$(wg genkey | wg pubkey)", REAL_KEY
+        )
         text = _ALTERNATIVES.sub(r"\1\2", text)
         for document in yaml.safe_load_all(text):
-            if isinstance(document, dict) and str(document.get("apiVersion", "")).startswith("sdwan.patronus.dev/"):
+            if isinstance(document, dict) and str(document.get("apiVersion", "")).startswith(
+                "sdwan.patronus.dev/"
+            ):
                 document.pop("status", None)
                 objects.append(document)
     return objects

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import Field
 
 from patronus.api.crd import SchemaError, all_crds, crd_file_name, render_yaml, structural_schema
 from patronus.api.kinds import KINDS
@@ -59,8 +60,10 @@ def test_crd_names_and_columns() -> None:
         assert crd["spec"]["group"] == "sdwan.patronus.dev"
         assert crd["spec"]["names"]["categories"] == ["patronus"]
         assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}
-    columns = {kind: [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
-               for kind, crd in by_kind.items()}
+    columns = {
+        kind: [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
+        for kind, crd in by_kind.items()
+    }
     assert columns["Site"] == ["Location", "Phase", "Peers", "Paths", "Health", "Age"]
     assert columns["Path"][:3] == ["Source", "Destination", "Underlay"]
     assert {"State", "Latency", "Loss", "Health"} <= set(columns["Path"])
@@ -77,8 +80,6 @@ def test_generator_rejects_unions() -> None:
 
 
 def test_generator_turns_exclusive_minimum_into_a_boolean() -> None:
-    from pydantic import Field
-
     class Positive(ApiModel):
         value: float = Field(gt=0)
 

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import base64
+import os
+import re
+
 import pytest
 
 from patronus.api import parsers
@@ -48,7 +52,13 @@ def test_parse_port_ranges() -> None:
 
 @pytest.mark.parametrize(
     ("text", "fragment"),
-    [("3497-3478", "reversed"), ("0", "outside"), ("65536", "outside"), ("80,", "port list"), ("a-b", "port list")],
+    [
+        ("3497-3478", "reversed"),
+        ("0", "outside"),
+        ("65536", "outside"),
+        ("80,", "port list"),
+        ("a-b", "port list"),
+    ],
 )
 def test_parse_port_ranges_rejects(text: str, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
@@ -75,10 +85,6 @@ def test_parse_wireguard_key_rejects(text: str) -> None:
 
 def test_key_pattern_agrees_with_parser() -> None:
     """Every 32-byte key matches the admission pattern, and nothing else of that length does."""
-    import base64
-    import os
-    import re
-
     for _ in range(200):
         key = base64.b64encode(os.urandom(32)).decode()
         assert re.fullmatch(parsers.WIREGUARD_KEY_PATTERN, key)
@@ -98,7 +104,9 @@ def test_parse_endpoint(text: str, endpoint: Endpoint) -> None:
     assert str(endpoint) == text
 
 
-@pytest.mark.parametrize("text", ["203.0.113.1", "host:0", "host:65536", "2001:db8::1:51820", "[zz::1]:1", ":80"])
+@pytest.mark.parametrize(
+    "text", ["203.0.113.1", "host:0", "host:65536", "2001:db8::1:51820", "[zz::1]:1", ":80"]
+)
 def test_parse_endpoint_rejects(text: str) -> None:
     with pytest.raises(ValueError, match=r"host:port|outside|IPv6"):
         parsers.parse_endpoint(text)

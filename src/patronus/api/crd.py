@@ -84,24 +84,8 @@ def _rewrite(node: Schema, definitions: dict[str, Schema], path: str, *, partial
 
     result: Schema = {}
     for key, value in node.items():
-        if key in _DROPPED_KEYS:
-            continue
-        if key == "const":
-            result["enum"] = [value]
-        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
-            result["minimum" if key == "exclusiveMinimum" else "maximum"] = value
-            result[key] = True
-        elif key == "properties":
-            result[key] = {name: _rewrite(sub, definitions, f"{path}.{name}") for name, sub in value.items()}
-        elif key == "items":
-            result[key] = _rewrite(value, definitions, f"{path}[]")
-        elif key == "additionalProperties":
-            if isinstance(value, dict):
-                result[key] = _rewrite(value, definitions, f"{path}{{}}")
-            elif value is True:
-                result["x-kubernetes-preserve-unknown-fields"] = True
-        else:
-            result[key] = value
+        if key not in _DROPPED_KEYS:
+            result.update(_rewrite_entry(key, value, definitions, path))
     if "enum" in result and "type" not in result:
         result["type"] = _enum_type(result["enum"], path)
     if "properties" in result:
@@ -112,6 +96,24 @@ def _rewrite(node: Schema, definitions: dict[str, Schema], path: str, *, partial
         # Docstrings wrap at the source's line length; kubectl explain wraps on its own.
         result["description"] = " ".join(result["description"].split())
     return _ordered(result)
+
+
+def _rewrite_entry(key: str, value: Any, definitions: dict[str, Schema], path: str) -> Schema:
+    """One keyword of a node, in its structural-OpenAPI spelling (possibly none, possibly two keys)."""
+    if key == "const":
+        return {"enum": [value]}
+    if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+        return {"minimum" if key == "exclusiveMinimum" else "maximum": value, key: True}
+    if key == "properties":
+        return {key: {name: _rewrite(sub, definitions, f"{path}.{name}") for name, sub in value.items()}}
+    if key == "items":
+        return {key: _rewrite(value, definitions, f"{path}[]")}
+    if key == "additionalProperties":
+        if isinstance(value, dict):
+            return {key: _rewrite(value, definitions, f"{path}{{}}")}
+        # false is forbidden in structural schemas (pruning does its job); true means "keep anything".
+        return {"x-kubernetes-preserve-unknown-fields": True} if value is True else {}
+    return {key: value}
 
 
 def _ordered(node: Schema) -> Schema:
@@ -141,7 +143,7 @@ def object_schema(info: KindInfo) -> Schema:
                 "type": "string",
             },
             "kind": {
-                "description": "Kind is a string value representing the REST resource this object represents.",
+                "description": "Kind is the REST resource this object represents.",
                 "type": "string",
             },
             "metadata": {"type": "object"},

@@ -13,6 +13,7 @@ from patronus.api.markers import CEL, ListType
 
 T = TypeVar("T")
 
+
 def _matching(pattern: str, what: str) -> Callable[[str], str]:
     compiled = re.compile(pattern)
 
@@ -88,8 +89,10 @@ Endpoint = Annotated[
 Quantity = Annotated[
     str,
     Field(min_length=1, max_length=64),
-    CEL("isQuantity(self) && !quantity(self).isLessThan(quantity('0'))",
-        "must be a non-negative Kubernetes quantity, for example 500m, 2 or 4Gi"),
+    CEL(
+        "isQuantity(self) && !quantity(self).isLessThan(quantity('0'))",
+        "must be a non-negative Kubernetes quantity, for example 500m, 2 or 4Gi",
+    ),
     AfterValidator(parsers.validate_quantity),
 ]
 
@@ -150,8 +153,10 @@ Bandwidth = Annotated[
 Cidr = Annotated[
     str,
     Field(min_length=3, max_length=43),
-    CEL("isCIDR(self) && cidr(self) == cidr(self).masked()",
-        "must be a CIDR prefix with no host bits set, for example 10.1.0.0/16"),
+    CEL(
+        "isCIDR(self) && cidr(self) == cidr(self).masked()",
+        "must be a CIDR prefix with no host bits set, for example 10.1.0.0/16",
+    ),
     AfterValidator(parsers.validate_cidr),
 ]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from patronus.api.fields import ObjectName, ObjectNameSet, Percent, unique
 from patronus.api.markers import CEL, ListType, model_rules
@@ -25,8 +25,8 @@ class VpnSpec(ApiModel):
 class MeshSpec(ApiModel):
     """Desired state of a Mesh."""
 
-    model_config = {
-        "json_schema_extra": model_rules(
+    model_config = ConfigDict(
+        json_schema_extra=model_rules(
             CEL(
                 "!has(self.hubs) || self.topology == 'hub-spoke'",
                 "hubs apply only to topology hub-spoke",
@@ -38,9 +38,11 @@ class MeshSpec(ApiModel):
                 field_path=".hubs",
             ),
         )
-    }
+    )
 
-    sites: Annotated[list[ObjectName], Field(min_length=1, max_length=256), ListType("set"), AfterValidator(unique)]
+    sites: Annotated[
+        list[ObjectName], Field(min_length=1, max_length=256), ListType("set"), AfterValidator(unique)
+    ]
     """Names of the Sites in the mesh (same namespace), each once."""
     topology: Topology = "full-mesh"
     """full-mesh: every site to every other; hub-spoke: spokes to hubs only."""

@@ -158,7 +158,7 @@ def parse_endpoint(text: str) -> Endpoint:
 
 
 def validate_quantity(text: str) -> str:
-    """Check a non-negative Kubernetes quantity (``2``, ``500m``, ``4Gi``, ``1e3``) and return it unchanged."""
+    """Check a non-negative Kubernetes quantity (``2``, ``500m``, ``4Gi``, ``1e3``); return it unchanged."""
     if not _QUANTITY.fullmatch(text):
         raise ValueError(f"{text!r} is not a Kubernetes quantity such as 500m, 2 or 4Gi")
     return text

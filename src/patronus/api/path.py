@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from patronus.api import parsers
 from patronus.api.fields import Duration, ObjectName, Percent, ShortName
@@ -23,8 +23,8 @@ class SiteRef(ApiModel):
 class MonitoringSpec(ApiModel):
     """How the source site's agent probes the path."""
 
-    model_config = {
-        "json_schema_extra": model_rules(
+    model_config = ConfigDict(
+        json_schema_extra=model_rules(
             CEL(
                 f"!self.interval.matches(r'{parsers.DURATION_PATTERN}') || "
                 "(duration(self.interval) >= duration('50ms') && duration(self.interval) <= duration('1h'))",
@@ -32,7 +32,7 @@ class MonitoringSpec(ApiModel):
                 field_path=".interval",
             )
         )
-    }
+    )
 
     enabled: bool = True
     """Whether the path is probed at all. An unprobed path has no health and cannot fail over."""
@@ -51,15 +51,15 @@ class MonitoringSpec(ApiModel):
 class PathSpec(ApiModel):
     """Desired state of a Path."""
 
-    model_config = {
-        "json_schema_extra": model_rules(
+    model_config = ConfigDict(
+        json_schema_extra=model_rules(
             CEL(
                 "self.source.siteRef != self.destination.siteRef",
                 "destination.siteRef must differ from source.siteRef: a path joins two different sites",
                 field_path=".destination.siteRef",
             )
         )
-    }
+    )
 
     source: SiteRef
     """The site that sends on this path and probes it."""
@@ -70,7 +70,9 @@ class PathSpec(ApiModel):
     underlay: ShortName | None = None
     """Which of the source site's underlays the path uses (for example fiber or lte); the site's only
     underlay when left out."""
-    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, json_schema_extra={"default": MonitoringSpec().to_wire()})
+    monitoring: MonitoringSpec = Field(
+        default_factory=MonitoringSpec, json_schema_extra={"default": MonitoringSpec().to_wire()}
+    )
     """Probe settings."""
 
     @model_validator(mode="after")

@@ -3,30 +3,30 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from patronus.api.fields import Bandwidth, CidrList, Duration, ObjectName, Percent, PortRanges
 from patronus.api.markers import CEL, model_rules
 from patronus.api.meta import ApiModel, Conditions, ObjectMeta
 
 QosClass = Literal["realtime", "interactive", "business-critical", "default", "bulk", "scavenger"]
-QOS_CLASSES: tuple[str, ...] = QosClass.__args__
+QOS_CLASSES: tuple[str, ...] = get_args(QosClass)
 
 
 class PolicyMatch(ApiModel):
     """Which packets the policy selects. Every field given must match."""
 
-    model_config = {
-        "json_schema_extra": model_rules(
+    model_config = ConfigDict(
+        json_schema_extra=model_rules(
             CEL(
                 "self.protocol != 'icmp' || (!has(self.dstPortRange) && !has(self.srcPortRange))",
                 "port ranges need protocol tcp, udp or any: icmp has no ports",
                 field_path=".protocol",
             )
         )
-    }
+    )
 
     protocol: Literal["tcp", "udp", "icmp", "any"] = "any"
     """IP protocol: tcp, udp, icmp or any. With ports, any means tcp and udp."""
@@ -70,15 +70,16 @@ class QosSpec(ApiModel):
 class PolicyAction(ApiModel):
     """What happens to matched traffic."""
 
-    model_config = {
-        "json_schema_extra": model_rules(
+    model_config = ConfigDict(
+        json_schema_extra=model_rules(
             CEL(
                 "!has(self.backupPath) || has(self.primaryPath)",
                 "action.backupPath needs action.primaryPath",
                 field_path=".backupPath",
             ),
             CEL(
-                "!has(self.backupPath) || !has(self.primaryPath) || self.backupPath.pathId != self.primaryPath.pathId "
+                "!has(self.backupPath) || !has(self.primaryPath) "
+                "|| self.backupPath.pathId != self.primaryPath.pathId "
                 "|| self.backupPath.siteRef != self.primaryPath.siteRef",
                 "action.backupPath must differ from action.primaryPath",
                 field_path=".backupPath",
@@ -90,7 +91,7 @@ class PolicyAction(ApiModel):
                 field_path=".backupPath.siteRef",
             ),
         )
-    }
+    )
 
     type: Literal["route"] = "route"
     """route: send matched traffic over primaryPath, or backupPath while the primary is unhealthy."""
@@ -132,7 +133,9 @@ class PolicySpec(ApiModel):
     """Which traffic the policy selects."""
     action: PolicyAction
     """Where that traffic goes and how it is queued."""
-    failover: FailoverSpec = Field(default_factory=FailoverSpec, json_schema_extra={"default": FailoverSpec().to_wire()})
+    failover: FailoverSpec = Field(
+        default_factory=FailoverSpec, json_schema_extra={"default": FailoverSpec().to_wire()}
+    )
     """Failover threshold and cooldown."""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from patronus.api.fields import (
     CidrList,
@@ -38,15 +38,16 @@ class SecretKeyRef(ApiModel):
 class WireGuardSpec(ApiModel):
     """How peers reach this site over WireGuard."""
 
-    model_config = {
-        "json_schema_extra": model_rules(
+    model_config = ConfigDict(
+        json_schema_extra=model_rules(
             CEL(
                 "!has(self.privateKeySecretRef) || has(self.publicKey)",
-                "wireguard.privateKeySecretRef needs wireguard.publicKey: give the public key of that private key",
+                "wireguard.privateKeySecretRef needs wireguard.publicKey: "
+                "give the public key of that private key",
                 field_path=".privateKeySecretRef",
             )
         )
-    }
+    )
 
     public_key: WireGuardKey | None = None
     """The site's WireGuard public key (base64, as printed by `wg pubkey`). Leave it out and the operator
@@ -57,7 +58,9 @@ class WireGuardSpec(ApiModel):
     with a key you manage."""
     listen_port: Port = DEFAULT_LISTEN_PORT
     """UDP port WireGuard listens on (1-65535)."""
-    endpoints: Annotated[list[Endpoint], Field(min_length=1, max_length=16), ListType("set"), AfterValidator(unique)]
+    endpoints: Annotated[
+        list[Endpoint], Field(min_length=1, max_length=16), ListType("set"), AfterValidator(unique)
+    ]
     """Addresses (host:port) at which peers reach this site, one per WAN underlay. At least one."""
     persistent_keepalive: Annotated[int, Field(ge=0, le=65535)] = 25
     """Seconds between keepalives so NAT mappings stay open; 0 turns keepalives off."""
@@ -104,20 +107,21 @@ class SiteMeshSpec(ApiModel):
 class SiteSpec(ApiModel):
     """Desired state of a Site."""
 
-    model_config = {
-        "json_schema_extra": model_rules(
+    model_config = ConfigDict(
+        json_schema_extra=model_rules(
             CEL(
                 "!has(self.underlays) || self.underlays.all(u, u.endpoint in self.wireguard.endpoints)",
                 "every underlays[].endpoint must be one of wireguard.endpoints",
                 field_path=".underlays",
             ),
             CEL(
-                "!has(self.underlays) || self.underlays.all(u, self.underlays.exists_one(v, v.name == u.name))",
+                "!has(self.underlays) "
+                "|| self.underlays.all(u, self.underlays.exists_one(v, v.name == u.name))",
                 "underlays[].name must be unique",
                 field_path=".underlays",
             ),
         )
-    }
+    )
 
     location: Annotated[str, Field(max_length=256)] | None = None
     """Where the site is, for people: "New York, NY"."""
@@ -140,7 +144,9 @@ class SiteSpec(ApiModel):
             raise ValueError("underlays[].name must be unique")
         for underlay in self.underlays or []:
             if underlay.endpoint not in self.wireguard.endpoints:
-                raise ValueError(f"underlay {underlay.name}: endpoint {underlay.endpoint} is not in wireguard.endpoints")
+                raise ValueError(
+                    f"underlay {underlay.name}: endpoint {underlay.endpoint} is not in wireguard.endpoints"
+                )
         return self
 
     def underlay_names(self) -> list[str]:

@@ -50,12 +50,21 @@ def controlplane_group() -> None:
 
 
 @controlplane_group.command("run")
-@click.option("--kubeconfig-out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Where to copy the admin kubeconfig once the API server is ready.")
-@click.option("--controller-manager/--no-controller-manager", default=True, show_default=True,
-              help="Also run kube-controller-manager (garbage collection, namespaces, deployments).")
-@click.option("--crds/--no-crds", "with_crds", default=True, show_default=True,
-              help="Install the Patronus CRDs.")
+@click.option(
+    "--kubeconfig-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to copy the admin kubeconfig once the API server is ready.",
+)
+@click.option(
+    "--controller-manager/--no-controller-manager",
+    default=True,
+    show_default=True,
+    help="Also run kube-controller-manager (garbage collection, namespaces, deployments).",
+)
+@click.option(
+    "--crds/--no-crds", "with_crds", default=True, show_default=True, help="Install the Patronus CRDs."
+)
 def run_controlplane(kubeconfig_out: Path, controller_manager: bool, with_crds: bool) -> None:
     """Start the control plane in the foreground until SIGTERM or Ctrl-C."""
     from patronus.kube.crds import install_crds  # noqa: PLC0415
@@ -65,7 +74,10 @@ def run_controlplane(kubeconfig_out: Path, controller_manager: bool, with_crds: 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
 
-    click.echo("starting etcd, kube-apiserver" + (", kube-controller-manager" if controller_manager else ""), err=True)
+    click.echo(
+        "starting etcd, kube-apiserver" + (", kube-controller-manager" if controller_manager else ""),
+        err=True,
+    )
     started = time.monotonic()
     with ControlPlane(controller_manager=controller_manager) as plane:
         if with_crds:
@@ -80,9 +92,9 @@ def run_controlplane(kubeconfig_out: Path, controller_manager: bool, with_crds: 
         click.echo(f"export KUBECONFIG={kubeconfig_out}")
         sys.stdout.flush()
         while not stopping.wait(0.5):
-            dead = [p.args[0] for p in plane.processes() if p.poll() is not None]
+            dead = [p.pid for p in plane.processes() if p.poll() is not None]
             if dead:
-                click.echo(f"a component exited unexpectedly: {dead}; stopping", err=True)
+                click.echo(f"a component exited unexpectedly (pids {dead}); stopping", err=True)
                 break
     kubeconfig_out.unlink(missing_ok=True)
     click.echo("control plane stopped", err=True)
@@ -103,9 +115,12 @@ def dev_up() -> None:
     DEV_HOME.mkdir(parents=True, exist_ok=True)
     _kubeconfig().unlink(missing_ok=True)
     with _log().open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(
             [sys.executable, "-m", "patronus", "controlplane", "run", f"--kubeconfig-out={_kubeconfig()}"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     _pid_file().write_text(f"{process.pid}\n")
     click.echo(f"starting the control plane (pid {process.pid}, log {_log()}) ...", err=True)
@@ -115,7 +130,9 @@ def dev_up() -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
             _pid_file().unlink(missing_ok=True)
-            raise click.ClickException(f"the control plane did not start; see {_log()}:\n{_log().read_text()[-3000:]}")
+            raise click.ClickException(
+                f"the control plane did not start; see {_log()}:\n{_log().read_text()[-3000:]}"
+            )
         time.sleep(0.2)
     click.echo(f"export KUBECONFIG={_kubeconfig()}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import cast
 
 from lightkube import Client
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
@@ -20,7 +21,7 @@ def install_crds(client: Client, timeout: float = 60.0) -> list[str]:
     """Server-side apply every CRD, then wait until each is Established; returns the CRD names."""
     names = []
     for manifest in all_crds():
-        crd = CustomResourceDefinition.from_dict(manifest)
+        crd = cast(CustomResourceDefinition, CustomResourceDefinition.from_dict(manifest))
         client.apply(crd, field_manager=FIELD_MANAGER, force=True)
         names.append(manifest["metadata"]["name"])
     deadline = time.monotonic() + timeout

@@ -1,1 +1,1 @@
-"""Test support: a real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager) on loopback."""
+"""Test support: a real control plane (etcd, kube-apiserver, kube-controller-manager) on loopback."""

@@ -95,9 +95,7 @@ class Binaries:
         if not build:
             raise ControlPlaneError(f"control plane not located; run {script}")
         # The script is a no-op when the cache is current; progress of a cold build goes to stderr.
-        result = subprocess.run(  # noqa: S603
-            ["bash", str(script)], check=False, stdout=subprocess.PIPE, text=True
-        )
+        result = subprocess.run(["bash", str(script)], check=False, stdout=subprocess.PIPE, text=True)
         if result.returncode != 0:
             raise ControlPlaneError(f"{script} failed with exit code {result.returncode}")
         binaries = cls(Path(result.stdout.strip().splitlines()[-1]))
@@ -113,7 +111,7 @@ def source_root() -> Path:
 
 def sweep_abandoned_runs() -> list[Path]:
     """Remove run directories whose owning process no longer exists (it was killed before cleaning up)."""
-    removed = []
+    removed: list[Path] = []
     if not RUNS_ROOT.is_dir():
         return removed
     for run in RUNS_ROOT.iterdir():
@@ -230,35 +228,49 @@ class ControlPlane:
             self._apiserver_log,
             tie_to_parent=self.tie_to_parent,
         )
-        self._wait_for(lambda: self._get("/readyz") == 200, "kube-apiserver /readyz", self._apiserver_log,
-                       process=self._apiserver)
+        self._wait_for(
+            lambda: self._get("/readyz") == 200,
+            "kube-apiserver /readyz",
+            self._apiserver_log,
+            process=self._apiserver,
+        )
 
     def client(self, namespace: str | None = None) -> object:
         """A lightkube ``Client`` authenticated as the admin (system:masters)."""
         from lightkube import Client  # noqa: PLC0415 - keep the launcher importable without a client
         from lightkube.config.kubeconfig import KubeConfig  # noqa: PLC0415
 
-        return Client(KubeConfig.from_file(self.kubeconfig), namespace=namespace, field_manager="patronus-test")
+        return Client(
+            KubeConfig.from_file(self.kubeconfig), namespace=namespace, field_manager="patronus-test"
+        )
 
-    def kubectl(self, *args: str, check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run the built kubectl against this control plane."""
-        return subprocess.run(  # noqa: S603
+        return subprocess.run(
             [str(self.binaries.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
-            check=check, capture_output=True, text=True, input=input_text, timeout=120,
+            check=check,
+            capture_output=True,
+            text=True,
+            input=input_text,
+            timeout=120,
         )
 
     def compact_etcd(self) -> int:
         """Compact etcd at its current revision (so old watch resourceVersions become 410 Gone)."""
-        revision = int(self._etcd_post("/v3/kv/range", {"key": base64.b64encode(b"/").decode()})
-                       ["header"]["revision"])
+        revision = int(
+            self._etcd_post("/v3/kv/range", {"key": base64.b64encode(b"/").decode()})["header"]["revision"]
+        )
         self._etcd_post("/v3/kv/compaction", {"revision": revision, "physical": True})
         return revision
 
     def __enter__(self) -> ControlPlane:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # -- internals --------------------------------------------------------------------------------
@@ -301,7 +313,7 @@ class ControlPlane:
             log,
             tie_to_parent=self.tie_to_parent,
         )
-        self._wait_for(lambda: self._etcd_healthy(), "etcd /health", log, process=self._etcd)
+        self._wait_for(self._etcd_healthy, "etcd /health", log, process=self._etcd)
 
     def _apiserver_args(self) -> list[str]:
         pki = self._pki_files
@@ -364,11 +376,21 @@ class ControlPlane:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "patronus", "cluster": {
-                "server": self.url, "certificate-authority-data": encoded(pki.ca_cert)}}],
-            "users": [{"name": ADMIN_USER, "user": {
-                "client-certificate-data": encoded(pki.admin_cert),
-                "client-key-data": encoded(pki.admin_key)}}],
+            "clusters": [
+                {
+                    "name": "patronus",
+                    "cluster": {"server": self.url, "certificate-authority-data": encoded(pki.ca_cert)},
+                }
+            ],
+            "users": [
+                {
+                    "name": ADMIN_USER,
+                    "user": {
+                        "client-certificate-data": encoded(pki.admin_cert),
+                        "client-key-data": encoded(pki.admin_key),
+                    },
+                }
+            ],
             "contexts": [{"name": "patronus", "context": {"cluster": "patronus", "user": ADMIN_USER}}],
             "current-context": "patronus",
         }
@@ -389,7 +411,7 @@ class ControlPlane:
     def _get(self, path: str, *, port: int | None = None, verify: bool = True) -> int:
         url = f"https://127.0.0.1:{port or self.apiserver_port}{path}"
         try:
-            with urllib.request.urlopen(url, context=self._ssl_context(verify), timeout=5) as response:  # noqa: S310
+            with urllib.request.urlopen(url, context=self._ssl_context(verify), timeout=5) as response:
                 status: int = response.status
                 return status
         except urllib.error.HTTPError as error:
@@ -402,19 +424,21 @@ class ControlPlane:
 
     def _etcd_healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2) as response:
                 return b'"true"' in response.read()
         except (urllib.error.URLError, OSError):
             return False
 
-    def _etcd_post(self, path: str, body: dict[str, object]) -> dict[str, object] | dict[str, dict[str, str]]:
+    def _etcd_post(self, path: str, body: dict[str, object]) -> dict[str, dict[str, str]]:
         import json  # noqa: PLC0415
 
-        request = urllib.request.Request(  # noqa: S310
-            f"{self.etcd_url}{path}", data=json.dumps(body).encode(), method="POST",
+        request = urllib.request.Request(
+            f"{self.etcd_url}{path}",
+            data=json.dumps(body).encode(),
+            method="POST",
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=30) as response:
             result: dict[str, dict[str, str]] = json.loads(response.read())
             return result
 
@@ -440,5 +464,6 @@ class ControlPlane:
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
         raise ControlPlaneError(
-            f"timed out after {self.startup_timeout:.0f}s waiting for {what}; last lines of {log.name}:\n{_tail(log)}"
+            f"timed out after {self.startup_timeout:.0f}s waiting for {what}; "
+            f"last lines of {log.name}:\n{_tail(log)}"
         )

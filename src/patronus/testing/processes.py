@@ -36,7 +36,7 @@ def spawn(
     log.parent.mkdir(parents=True, exist_ok=True)
     handle: IO[bytes] = log.open("ab")
     try:
-        return subprocess.Popen(  # noqa: S603 - arguments are ours, never a shell
+        return subprocess.Popen(
             [os.fspath(arg) for arg in args],
             stdin=subprocess.DEVNULL,
             stdout=handle,

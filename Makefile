@@ -1,0 +1,53 @@
+# Patronus developer commands. `make test` does its own set-up on a fresh machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest
+
+.PHONY: setup controlplane build crds lint typecheck test test-unit test-integration test-e2e e2e-local \
+        dev-up dev-down clean
+
+setup:  ## Debian packages, virtualenv, control-plane binaries (each skipped when current)
+	scripts/bootstrap.sh
+
+controlplane:  ## build (or reuse) etcd, kube-apiserver, kube-controller-manager, kubectl
+	scripts/build-controlplane.sh
+
+build: setup  ## a wheel in dist/
+	$(PY) -m pip wheel --no-deps -q -w dist .
+
+crds: setup  ## regenerate deploy/crds from the models
+	$(VENV)/bin/patronus crds --out deploy/crds
+
+lint: setup
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+test-unit: setup
+	$(PYTEST) tests/unit
+
+test-integration: setup  ## against a real kube-apiserver + etcd (+ kube-controller-manager) started per session
+	$(PYTEST) tests/integration
+
+test-e2e: setup  ## against the cluster KUBECONFIG names
+	scripts/e2e-tests.sh
+
+e2e-local: setup  ## the end-to-end tests against a throwaway local control plane
+	@set -euo pipefail; \
+	eval "$$($(VENV)/bin/patronus dev up)"; \
+	trap '$(VENV)/bin/patronus dev down' EXIT; \
+	scripts/e2e-tests.sh
+
+test: lint typecheck test-unit test-integration e2e-local  ## everything CI runs
+
+dev-up: setup  ## start a local control plane with the CRDs; prints the export KUBECONFIG=... line
+	@$(VENV)/bin/patronus dev up
+
+dev-down:
+	@$(VENV)/bin/patronus dev down
+
+clean:
+	rm -rf dist build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Everything the tests need on a fresh machine of this kind: Debian packages, the Python virtualenv,
+# and the control-plane binaries (built once, cached in ~/.cache/patronus). Safe to run again: each
+# step is skipped when it is already done.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${VENV:-$here/.venv}"
+python="${PYTHON:-python3.11}"
+command -v "$python" >/dev/null || python=python3
+
+# Debian packages: the data plane (WireGuard userspace, nftables, iproute2) and the browser for UI tests.
+packages=(wireguard-go wireguard-tools nftables iproute2 procps)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    echo "==> installing Debian packages: ${missing[*]}" >&2
+    sudo_cmd=()
+    [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The virtualenv, reinstalled only when pyproject.toml changed.
+stamp="$venv/.patronus-installed"
+if [[ ! -x "$venv/bin/python" || ! -f "$stamp" || "$here/pyproject.toml" -nt "$stamp" ]]; then
+    echo "==> creating the virtualenv in $venv" >&2
+    "$python" -m venv "$venv"
+    "$venv/bin/pip" install -q --upgrade pip==25.3
+    "$venv/bin/pip" install -q -e "$here[dev]"
+    touch "$stamp"
+fi
+
+command -v go >/dev/null || { echo "error: Go 1.26 is needed to build the control plane" >&2; exit 1; }
+"$here/scripts/build-controlplane.sh" >/dev/null
