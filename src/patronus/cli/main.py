@@ -9,6 +9,7 @@ import click
 from patronus import __version__
 from patronus.api.crd import render_all_yaml, write_crds
 from patronus.cli.dev import controlplane_group, dev_group
+from patronus.cli.operator import operator_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,6 +36,7 @@ def crds(out_dir: Path | None) -> None:
 
 cli.add_command(dev_group)
 cli.add_command(controlplane_group)
+cli.add_command(operator_group)
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -148,11 +148,14 @@ class ControlPlane:
         controller_manager: bool = False,
         startup_timeout: float = 90.0,
         tie_to_parent: bool = True,
+        extra_apiserver_args: Sequence[str] = (),
     ) -> None:
+        """``extra_apiserver_args`` are appended to kube-apiserver's flags (``--watch-cache=false``, say)."""
         self.binaries = binaries or Binaries.locate()
         self.with_controller_manager = controller_manager
         self.startup_timeout = startup_timeout
         self.tie_to_parent = tie_to_parent
+        self.extra_apiserver_args = list(extra_apiserver_args)
         self.workdir: Path | None = None
         self.etcd_port = 0
         self.apiserver_port = 0
@@ -335,6 +338,7 @@ class ControlPlane:
             f"--service-account-signing-key-file={pki.service_account_key}",
             "--profiling=false",
             "--v=0",
+            *self.extra_apiserver_args,
         ]
 
     def _start_controller_manager(self) -> None:

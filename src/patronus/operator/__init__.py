@@ -1,0 +1,1 @@
+"""The Patronus operator: configuration and wiring of the controllers onto the runtime."""

@@ -1,0 +1,451 @@
+"""Leader election on a ``coordination.k8s.io/v1`` Lease, with client-go's semantics.
+
+Only one replica of the operator reconciles at a time. Every candidate tries to take the Lease every
+``retry_period`` (with client-go's jitter); the leader renews it every ``retry_period`` and steps down
+(``on_stopped_leading``, then :class:`LeadershipLost`) when it has not managed to renew for
+``renew_deadline``, which is shorter than ``lease_duration``, so it stops before anyone else may start.
+
+A lease is free when nobody holds it, when its holder released it (empty ``holderIdentity``), or when
+its record has not changed for ``leaseDurationSeconds`` as *we* measured it: expiry is judged on our
+monotonic clock from when we last saw the record change, never by comparing our wall clock with the
+holder's ``renewTime`` (clocks of different nodes disagree). Every write is an update carrying the
+``resourceVersion`` we read, so two candidates can never both win a round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from lightkube import ApiError, AsyncClient
+from lightkube.models.coordination_v1 import LeaseSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.coordination_v1 import Lease
+
+from patronus.runtime.clock import Clock, SystemClock
+from patronus.runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+JITTER_FACTOR = 1.2  # client-go's leaderelection.JitterFactor
+_EXPIRY_MARGIN = 0.01  # so the retry lands just after expiry, not just before it
+
+
+class LeadershipLost(Exception):
+    """This process was the leader and no longer is; it should stop reconciling (usually: exit)."""
+
+
+# -- configuration and the pure part --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderElectionConfig:
+    lease_name: str
+    lease_namespace: str
+    identity: str
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    release_on_cancel: bool = True
+    jitter_factor: float = JITTER_FACTOR
+
+    def __post_init__(self) -> None:
+        # client-go's NewLeaderElector checks, with the reason each matters.
+        if not self.lease_name or not self.lease_namespace:
+            raise ValueError("leader election needs a lease name and namespace")
+        if not self.identity:
+            raise ValueError("leader election needs a non-empty identity")
+        if self.retry_period <= 0:
+            raise ValueError(f"retry_period ({self.retry_period}s) must be positive")
+        if self.lease_duration < 1:
+            raise ValueError(f"lease_duration ({self.lease_duration}s) must be at least 1s (whole seconds)")
+        if self.lease_duration <= self.renew_deadline:
+            raise ValueError(
+                f"lease_duration ({self.lease_duration}s) must be longer than renew_deadline "
+                f"({self.renew_deadline}s), or a standby could take over before the leader steps down"
+            )
+        if self.renew_deadline <= JITTER_FACTOR * self.retry_period:
+            raise ValueError(
+                f"renew_deadline ({self.renew_deadline}s) must be longer than {JITTER_FACTOR} x retry_period "
+                f"({self.retry_period}s), or a single slow retry would cost the lease"
+            )
+        if self.jitter_factor < 0:
+            raise ValueError("jitter_factor must not be negative")
+
+    @property
+    def lease_duration_seconds(self) -> int:
+        return int(self.lease_duration)  # client-go truncates too
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderElectionRecord:
+    """The election-relevant part of a Lease's spec."""
+
+    holder_identity: str = ""
+    lease_duration_seconds: int = 0
+    acquire_time: datetime | None = None
+    renew_time: datetime | None = None
+    leader_transitions: int = 0
+
+    @classmethod
+    def from_lease(cls, lease: Lease) -> LeaderElectionRecord:
+        spec = lease.spec or LeaseSpec()
+        return cls(
+            holder_identity=spec.holderIdentity or "",
+            lease_duration_seconds=spec.leaseDurationSeconds or 0,
+            acquire_time=spec.acquireTime,
+            renew_time=spec.renewTime,
+            leader_transitions=spec.leaseTransitions or 0,
+        )
+
+    def to_spec(self) -> LeaseSpec:
+        return LeaseSpec(
+            holderIdentity=self.holder_identity,
+            leaseDurationSeconds=self.lease_duration_seconds,
+            acquireTime=_micro_time(self.acquire_time),
+            renewTime=_micro_time(self.renew_time),
+            leaseTransitions=self.leader_transitions,
+        )
+
+
+def _micro_time(when: datetime | None) -> datetime | None:
+    # MicroTime must carry six fractional digits; the encoder omits the fraction when it is zero.
+    if when is not None and when.microsecond == 0:
+        return when.replace(microsecond=1)
+    return when
+
+
+def desired_record(
+    identity: str, lease_duration_seconds: int, old: LeaderElectionRecord | None, wall: datetime
+) -> LeaderElectionRecord:
+    """The record that takes or keeps the lease: acquireTime kept while ours, else one more transition."""
+    mine = LeaderElectionRecord(identity, lease_duration_seconds, wall, wall, 0)
+    if old is None:
+        return mine
+    if old.holder_identity == identity:
+        return replace(mine, acquire_time=old.acquire_time, leader_transitions=old.leader_transitions)
+    return replace(mine, leader_transitions=old.leader_transitions + 1)
+
+
+def released_record(old: LeaderElectionRecord, wall: datetime) -> LeaderElectionRecord:
+    """What release() writes: no holder and a 1s lease, so a standby takes over on its next try."""
+    return LeaderElectionRecord("", 1, wall, wall, old.leader_transitions)
+
+
+@dataclass(slots=True)
+class Observation:
+    """The last lease record we saw and when it last changed, on our monotonic clock."""
+
+    record: LeaderElectionRecord | None = None
+    changed_at: float = 0.0
+
+    def observe(self, record: LeaderElectionRecord, now: float) -> bool:
+        """Remember ``record``; returns True (and restarts the expiry clock) when it differs from the last."""
+        if record == self.record:
+            return False
+        self.record = record
+        self.changed_at = now
+        return True
+
+    def held_by_other(self, identity: str, now: float) -> bool:
+        """Someone else holds the lease and, as far as we have seen, still renews it."""
+        record = self.record
+        if record is None or not record.holder_identity or record.holder_identity == identity:
+            return False
+        return now < self.changed_at + record.lease_duration_seconds
+
+    def expires_in(self, identity: str, now: float) -> float | None:
+        """Seconds until another holder's lease expires as we observed it (None: not held by another)."""
+        if not self.held_by_other(identity, now):
+            return None
+        assert self.record is not None
+        return max(0.0, self.changed_at + self.record.lease_duration_seconds - now)
+
+    def valid(self, now: float) -> bool:
+        return self.record is not None and now < self.changed_at + self.record.lease_duration_seconds
+
+
+# -- the elector ----------------------------------------------------------------------------------
+
+StartedLeading = Callable[[], Awaitable[None]]
+StoppedLeading = Callable[[], object]
+
+
+class LeaderElector:
+    """Runs one candidate: ``await elector.run()`` returns after :meth:`release`, raises
+    :class:`LeadershipLost` when renewal failed, and releases the lease when cancelled."""
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        config: LeaderElectionConfig,
+        *,
+        clock: Clock | None = None,
+        on_started_leading: StartedLeading | None = None,
+        on_stopped_leading: StoppedLeading | None = None,
+        on_new_leader: Callable[[str], None] | None = None,
+    ) -> None:
+        self._client = client
+        self.config = config
+        self._clock = clock or SystemClock()
+        self._on_started = on_started_leading
+        self._on_stopped = on_stopped_leading
+        self._on_new_leader = on_new_leader
+        self._observed = Observation()
+        self._lease: Lease | None = None  # the last Lease we wrote, for the renew fast path
+        self._leading = False
+        self._stop = asyncio.Event()
+        self._running = False
+        self._stopped = asyncio.Event()
+        self._released_ok = True
+
+    @property
+    def is_leader(self) -> bool:
+        """True while this process leads: between acquiring and stepping down."""
+        return self._leading
+
+    @property
+    def leader(self) -> str | None:
+        """The holder we last observed (``None`` before the first look, ``""`` when released)."""
+        record = self._observed.record
+        return None if record is None else record.holder_identity
+
+    # -- public lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        if self._running:
+            raise RuntimeError("LeaderElector.run is already running")
+        self._running = True
+        self._stopped.clear()
+        try:
+            if await self._acquire():
+                await self._lead()
+        finally:
+            self._running = False
+            self._stop.clear()
+            self._stopped.set()
+
+    async def release(self) -> bool:
+        """Give up leadership: stop the leading work, then hand the lease over at once.
+
+        With :meth:`run` active, this asks it to stop and waits until it has; ``run`` then returns.
+        Returns False if the released lease could not be written (it will expire by itself).
+        """
+        if self._running:
+            self._stop.set()
+            await self._stopped.wait()
+            return self._released_ok
+        return await self._release_lease()
+
+    # -- acquiring ------------------------------------------------------------------------------
+
+    async def _acquire(self) -> bool:
+        cfg = self.config
+        log.info("trying to acquire the leader lease", lease=cfg.lease_name, identity=cfg.identity)
+        while not self._stop.is_set():
+            if await self._attempt(timeout=cfg.renew_deadline):
+                log.info("acquired the leader lease", lease=cfg.lease_name, identity=cfg.identity)
+                return True
+            wait = cfg.retry_period * (1 + random.random() * cfg.jitter_factor)
+            # Try again the moment the holder's lease expires rather than up to a retry later:
+            # this bounds a crashed leader's successor to about leaseDuration + retryPeriod.
+            expires_in = self._observed.expires_in(cfg.identity, self._clock.monotonic())
+            if expires_in is not None:
+                wait = min(wait, expires_in + _EXPIRY_MARGIN)
+            if await self._sleep_or_stop(wait):
+                break
+        return False
+
+    async def _attempt(self, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._try_acquire_or_renew()
+        except TimeoutError:
+            log.info("lease request timed out", lease=self.config.lease_name, timeout=timeout)
+            return False
+
+    async def _try_acquire_or_renew(self) -> bool:
+        cfg = self.config
+        now = self._clock.monotonic()
+        wall = self._clock.now()
+        record = self._observed.record
+
+        # Fast path while leading: update from the Lease we wrote last, without a GET.
+        if self._holds_lease() and self._lease is not None and self._observed.valid(now):
+            desired = desired_record(cfg.identity, cfg.lease_duration_seconds, record, wall)
+            if await self._write(self._lease, desired, now):
+                return True
+
+        try:
+            lease = await self._client.get(Lease, cfg.lease_name, namespace=cfg.lease_namespace)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                log.warning("cannot read the leader lease", error=exc.status.message, code=exc.status.code)
+                return False
+            return await self._create(wall, now)
+        except Exception as exc:  # the API is unreachable: just another failed try
+            log.warning("cannot read the leader lease", error=repr(exc))
+            return False
+
+        old = LeaderElectionRecord.from_lease(lease)
+        self._observe(old, now)
+        if self._observed.held_by_other(cfg.identity, now):
+            return False
+        desired = desired_record(cfg.identity, cfg.lease_duration_seconds, old, wall)
+        return await self._write(lease, desired, now)
+
+    async def _create(self, wall: datetime, now: float) -> bool:
+        cfg = self.config
+        desired = desired_record(cfg.identity, cfg.lease_duration_seconds, None, wall)
+        lease = Lease(
+            metadata=ObjectMeta(name=cfg.lease_name, namespace=cfg.lease_namespace), spec=desired.to_spec()
+        )
+        try:
+            self._lease = await self._client.create(lease)
+        except Exception as exc:  # 409: another candidate created it first; it wins this round
+            log.info("cannot create the leader lease", error=_describe(exc))
+            return False
+        self._observe(desired, now)
+        return True
+
+    async def _write(self, lease: Lease, record: LeaderElectionRecord, now: float) -> bool:
+        """Update ``lease`` (at its resourceVersion) to ``record``; a conflict means someone else wrote."""
+        updated = Lease(metadata=lease.metadata, spec=record.to_spec())
+        try:
+            self._lease = await self._client.replace(updated)
+        except Exception as exc:
+            self._lease = None
+            log.info("cannot update the leader lease", error=_describe(exc))
+            return False
+        self._observe(record, now)
+        return True
+
+    def _observe(self, record: LeaderElectionRecord, now: float) -> None:
+        previous = self._observed.record
+        if self._observed.observe(record, now) and (
+            previous is None or previous.holder_identity != record.holder_identity
+        ):
+            if record.holder_identity:
+                log.info("new leader observed", leader=record.holder_identity, lease=self.config.lease_name)
+            if self._on_new_leader is not None:
+                self._on_new_leader(record.holder_identity)
+
+    def _holds_lease(self) -> bool:
+        record = self._observed.record
+        return record is not None and record.holder_identity == self.config.identity
+
+    # -- leading --------------------------------------------------------------------------------
+
+    async def _lead(self) -> None:
+        self._leading = True
+        leading = asyncio.create_task(self._run_started(), name="leading") if self._on_started else None
+        renewing = asyncio.create_task(self._renew_loop(), name="lease-renewal")
+        try:
+            pending: set[asyncio.Task[None]] = {renewing} if leading is None else {renewing, leading}
+            while renewing in pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if leading in done and _failure(leading) is not None:
+                    break  # the leading work crashed: step down and let run() raise it
+        finally:
+            await _cancel(leading)
+            await _cancel(renewing)
+            self._leading = False
+            lost = _failure(renewing) is not None
+            if not lost and (self.config.release_on_cancel or self._stop.is_set()):
+                self._released_ok = await self._release_lease()
+            await self._call_stopped()
+        for task in (renewing, leading):
+            if (error := _failure(task)) is not None:
+                raise error
+
+    async def _run_started(self) -> None:
+        if self._on_started is not None:
+            await self._on_started()
+
+    async def _renew_loop(self) -> None:
+        """Renew every retry_period; raise LeadershipLost once renewal has failed for renew_deadline."""
+        cfg = self.config
+        last_renewed = self._observed.changed_at
+        while not await self._sleep_or_stop(cfg.retry_period):
+            deadline = last_renewed + cfg.renew_deadline
+            while True:
+                started = self._clock.monotonic()
+                if started >= deadline:
+                    raise LeadershipLost(
+                        f"could not renew lease {cfg.lease_name} for {cfg.renew_deadline:g}s"
+                    )
+                if await self._attempt(timeout=deadline - started):
+                    last_renewed = started
+                    break
+                if self._observed.held_by_other(cfg.identity, self._clock.monotonic()):
+                    raise LeadershipLost(f"lease {cfg.lease_name} is now held by {self.leader}")
+                wait = min(cfg.retry_period, max(0.0, deadline - self._clock.monotonic()))
+                if await self._sleep_or_stop(wait):
+                    return
+
+    async def _release_lease(self) -> bool:
+        if not self._holds_lease() or self._lease is None:
+            return True
+        cfg = self.config
+        record = self._observed.record
+        assert record is not None
+        try:
+            async with asyncio.timeout(cfg.renew_deadline):
+                ok = await self._write(
+                    self._lease, released_record(record, self._clock.now()), self._clock.monotonic()
+                )
+        except TimeoutError:
+            ok = False
+        log.info(
+            "released the leader lease" if ok else "could not release the leader lease", lease=cfg.lease_name
+        )
+        return ok
+
+    async def _call_stopped(self) -> None:
+        log.info("stopped leading", lease=self.config.lease_name, identity=self.config.identity)
+        if self._on_stopped is None:
+            return
+        outcome = self._on_stopped()
+        if inspect.isawaitable(outcome):
+            await outcome
+
+    async def _sleep_or_stop(self, seconds: float) -> bool:
+        """Sleep on our clock; returns True early (and at once) when a stop was requested."""
+        if self._stop.is_set():
+            return True
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, stopper):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(sleeper, stopper, return_exceptions=True)
+        return self._stop.is_set()
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is None or task.done():
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait({task})
+
+
+def _failure(task: asyncio.Task[None] | None) -> BaseException | None:
+    """The exception a finished task raised (None while running, on success, or when cancelled)."""
+    if task is None or not task.done() or task.cancelled():
+        return None
+    return task.exception()
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ApiError):
+        return f"{exc.status.code} {exc.status.reason}: {exc.status.message}"
+    return repr(exc)
