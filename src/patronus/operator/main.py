@@ -15,6 +15,7 @@ from lightkube import AsyncClient
 
 from patronus.kube.rest import ApiError, NotFoundError, RestClient, load_kube_config
 from patronus.operator.config import ConfigError, OperatorConfig, load_config
+from patronus.operator.controllers import register as register_controllers
 from patronus.runtime.logs import configure_logging, get_logger
 from patronus.runtime.manager import EXIT_FAILED, Manager, ManagerOptions
 from patronus.runtime.resource import CONFIG_MAP
@@ -54,16 +55,11 @@ async def read_config_map(rest: RestClient, namespace: str, name: str) -> dict[s
     return data
 
 
-def register_sdwan_controllers(manager: Manager, config: OperatorConfig) -> None:
-    """The Site, Mesh, Path and Policy controllers (they register here as they land)."""
-    log.warning("no SD-WAN controllers are registered in this build; the runtime runs without them")
-
-
 async def run_operator(
     environ: Mapping[str, str] | None = None,
     *,
     kubeconfig: str | Path | None = None,
-    register: Register = register_sdwan_controllers,
+    register: Register = register_controllers,
 ) -> int:
     """Run the operator until SIGTERM; returns the process exit code."""
     environ = os.environ if environ is None else environ

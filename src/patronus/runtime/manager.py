@@ -91,7 +91,7 @@ class Manager:
         self.health = HealthServer(clock=self.clock)
         self.metrics_server = MetricsServer(self.metrics.registry)
         self.controllers: list[Controller] = []
-        self._caches: dict[ResourceKind, KindCache] = {}
+        self._caches: dict[tuple[ResourceKind, str | None], KindCache] = {}
         self._stop = asyncio.Event()
         self._elector: LeaderElector | None = None
         self._informer_tasks: list[asyncio.Task[None]] = []
@@ -102,18 +102,26 @@ class Manager:
 
     # -- building ---------------------------------------------------------------------------------
 
-    def cache(self, kind: ResourceKind) -> KindCache:
-        """The shared cache of ``kind`` (informers are created on first use, started by :meth:`run`)."""
-        if kind not in self._caches:
+    def cache(self, kind: ResourceKind, *, label_selector: str | None = None) -> KindCache:
+        """The shared cache of ``kind`` (informers are created on first use, started by :meth:`run`).
+
+        ``label_selector`` keeps, say, only the Secrets the operator made, instead of every Secret.
+        """
+        key = (kind, label_selector)
+        if key not in self._caches:
             namespaces: tuple[str | None, ...] = (
                 self.options.watch_namespaces
                 if kind.namespaced and self.options.watch_namespaces
                 else (None,)
             )
-            self._caches[kind] = KindCache(
-                kind, [Informer(self.rest, kind, namespace, clock=self.clock) for namespace in namespaces]
+            self._caches[key] = KindCache(
+                kind,
+                [
+                    Informer(self.rest, kind, namespace, label_selector=label_selector, clock=self.clock)
+                    for namespace in namespaces
+                ],
             )
-        return self._caches[kind]
+        return self._caches[key]
 
     def controller(self, name: str, reconciler: Reconciler, primary: ResourceKind) -> Controller:
         """Create and register a controller for ``primary``; chain ``.owns`` / ``.watches`` on it."""

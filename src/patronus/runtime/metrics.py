@@ -88,11 +88,6 @@ class OperatorMetrics:
             ["reason"],
             registry=r,
         )
-        self.sites_total = Gauge(f"{PREFIX}_sites_total", "Site objects known to the operator.", registry=r)
-        self.policies_total = Gauge(
-            f"{PREFIX}_policies_total", "Policy objects known to the operator.", registry=r
-        )
-        self.paths_total = Gauge(f"{PREFIX}_paths_total", "Path objects known to the operator.", registry=r)
 
     def child(self, metric: Any, *label_values: str) -> Any:
         """``metric.labels(*label_values)``, memoised: the lookup sorts and locks, and costs more than

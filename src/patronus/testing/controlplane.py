@@ -43,6 +43,8 @@ CONTROLLER_MANAGER_CONTROLLERS = (
     "serviceaccount-token-controller",
     "deployment-controller",
     "replicaset-controller",
+    # PVCs carry the pvc-protection finalizer; without this controller their namespaces never finish deleting.
+    "persistentvolumeclaim-protection-controller",
 )
 _LOG_TAIL_LINES = 40
 

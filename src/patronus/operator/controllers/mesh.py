@@ -1,0 +1,155 @@
+"""Mesh controller: the Paths a mesh implies, created, kept and pruned; the mesh's status.
+
+One Path per direction and underlay between the site pairs of the topology, owned by the Mesh (so
+deleting the Mesh garbage-collects them) and named deterministically. Sites the mesh lists but that do
+not exist are reported, not guessed at; their Paths appear when they do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from pydantic import ValidationError
+
+from patronus.api import Mesh, Site
+from patronus.api.meta import GROUP_VERSION
+from patronus.kube.rest import NotFoundError
+from patronus.operator.apply import apply_if_changed, apply_status_if_changed
+from patronus.operator.conditions import Cond, merge
+from patronus.operator.controllers.context import Context
+from patronus.operator.indexes import SITE_LABEL
+from patronus.runtime.controller import Result
+from patronus.runtime.logs import get_logger
+from patronus.runtime.resource import MESH, PATH, ObjectKey
+from patronus.topology import PathPlan, mean_health, mesh_hubs, plan_paths
+
+log = get_logger(__name__)
+
+MESH_LABEL = "sdwan.patronus.dev/mesh"
+DESTINATION_LABEL = "sdwan.patronus.dev/destination"
+
+
+def path_manifest(mesh_obj: dict[str, Any], plan: PathPlan) -> dict[str, Any]:
+    meta = mesh_obj["metadata"]
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "Path",
+        "metadata": {
+            "name": plan.name,
+            "namespace": meta["namespace"],
+            "labels": {
+                "app.kubernetes.io/managed-by": "patronus-operator",
+                MESH_LABEL: plan.mesh,
+                SITE_LABEL: plan.source,
+                DESTINATION_LABEL: plan.destination,
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": GROUP_VERSION,
+                    "kind": "Mesh",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "source": {"siteRef": plan.source},
+            "destination": {"siteRef": plan.destination},
+            "type": "vpn",
+            "underlay": plan.underlay,
+        },
+    }
+
+
+def underlays_of(site_obj: dict[str, Any]) -> list[str]:
+    try:
+        return Site.model_validate(site_obj).spec.underlay_names()
+    except ValidationError:
+        return []
+
+
+class MeshReconciler:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def reconcile(self, key: ObjectKey) -> Result | None:
+        caches = self.ctx.caches
+        obj = caches.meshes.get(key.namespace, key.name)
+        if obj is None:
+            return None  # its Paths are garbage-collected through their owner reference
+        status = obj.get("status") or {}
+        generation = obj["metadata"].get("generation")
+        try:
+            mesh = Mesh.model_validate(obj)
+        except ValidationError as error:
+            conditions = [Cond("Ready", "False", "InvalidSpec", str(error.errors()[0]["msg"]))]
+            await apply_status_if_changed(
+                self.ctx.rest,
+                MESH,
+                obj,
+                {
+                    "conditions": merge(
+                        status.get("conditions"), conditions, now=self.ctx.now(), generation=generation
+                    ),
+                    "observedGeneration": generation,
+                },
+            )
+            return None
+
+        existing: dict[str, list[str]] = {}
+        missing: list[str] = []
+        for site in mesh.spec.sites:
+            site_obj = caches.sites.get(key.namespace, site)
+            if site_obj is None:
+                missing.append(site)
+            else:
+                existing[site] = underlays_of(site_obj) or ["default"]
+        # The default hub is the first *listed* site: if it is missing, no spoke is promoted in its place.
+        plans = plan_paths(key.name, existing, mesh.spec.topology, mesh_hubs(mesh))
+
+        for plan in plans:
+            await apply_if_changed(
+                self.ctx.rest, PATH, path_manifest(obj, plan), caches.paths.get(key.namespace, plan.name)
+            )
+        wanted = {plan.name for plan in plans}
+        owned = [p for p in caches.paths.by_index("owner", obj["metadata"]["uid"])]
+        for path in owned:
+            name = path["metadata"]["name"]
+            if name not in wanted:
+                log.info("pruning path no longer in the mesh", path=name)
+                with contextlib.suppress(NotFoundError):
+                    await self.ctx.rest.delete(PATH, key.namespace, name)
+
+        mine = [p for p in owned if p["metadata"]["name"] in wanted]
+        up = [p for p in mine if (p.get("status") or {}).get("state") == "up"]
+        health = mean_health(((p.get("status") or {}).get("health") or {}).get("healthScore") for p in up)
+        conditions = [
+            Cond("SitesResolved", "False", "SitesMissing", f"sites not found: {', '.join(missing)}")
+            if missing
+            else Cond("SitesResolved", "True", "SitesExist"),
+            Cond("Ready", "True", "AllPathsUp")
+            if plans and len(up) == len(plans)
+            else Cond(
+                "Ready",
+                "False",
+                "SitesMissing" if missing else "PathsNotUp",
+                f"{len(up)} of {len(plans)} paths up",
+            ),
+        ]
+        desired: dict[str, Any] = {
+            "totalSites": len(existing),
+            "totalPaths": len(plans),
+            "activePaths": len(up),
+            "missingSites": missing,
+            "conditions": merge(
+                status.get("conditions"), conditions, now=self.ctx.now(), generation=generation
+            ),
+            "observedGeneration": generation,
+        }
+        if health is not None:
+            desired["overallHealth"] = round(health, 1)
+        await apply_status_if_changed(self.ctx.rest, MESH, obj, desired, optional=("overallHealth",))
+        return None

@@ -1,0 +1,420 @@
+"""Site controller: keys, overlay address, the agent's rendered configuration, its workload, and status.
+
+Three kinds of site, by what ``spec.wireguard`` gives:
+- no publicKey: the operator generates an X25519 key pair and keeps it in a Secret it owns;
+- publicKey + privateKeySecretRef: the key comes from the user's Secret (a mismatch is a condition);
+- publicKey alone: the site is external; its agent runs elsewhere and fetches its configuration.
+The private key is read and written only as Secret data; it is never logged, put in an Event, a
+ConfigMap or a status, and never in an exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import ipaddress
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from patronus.api import Mesh, Path, Policy, Site
+from patronus.kube.rest import NotFoundError
+from patronus.operator import children
+from patronus.operator.apply import apply_if_changed, apply_status_if_changed
+from patronus.operator.conditions import Cond, merge
+from patronus.operator.controllers.context import Context
+from patronus.operator.indexes import ALL_SITES, BY_ENFORCING_SITE, BY_SOURCE, ref
+from patronus.runtime.controller import Result
+from patronus.runtime.logs import get_logger
+from patronus.runtime.resource import (
+    CONFIG_MAP,
+    DEPLOYMENT,
+    PERSISTENT_VOLUME_CLAIM,
+    ROLE,
+    ROLE_BINDING,
+    SECRET,
+    SERVICE,
+    SERVICE_ACCOUNT,
+    SITE,
+    ObjectKey,
+    ResourceKind,
+)
+from patronus.runtime.sources import KindCache
+from patronus.topology import (
+    DEFAULT_OVERLAY_POOL,
+    AddressPoolExhausted,
+    allocate_overlay_address,
+    config_digest,
+    config_json,
+    mean_health,
+    peer_names,
+    peers_for,
+    render_agent_config,
+    site_view,
+)
+from patronus.wireguard.keys import generate_private_key, keys_match, public_key_for
+
+log = get_logger(__name__)
+
+# The agent writes status.lastHeartbeatTime this often; three missed beats and the site is not Active.
+AGENT_HEARTBEAT_INTERVAL = 10.0
+HEARTBEAT_STALE_AFTER = 3 * AGENT_HEARTBEAT_INTERVAL
+
+
+class KeyProblem(Exception):
+    """The site's key material is missing or inconsistent; ``reason`` is a condition reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _decode(data: dict[str, str], key: str) -> str | None:
+    try:
+        return base64.b64decode(data[key]).decode().strip()
+    except (KeyError, binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _key_pair(secret: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """The (private, public) pair in one of our key Secrets, or (None, None) if absent or inconsistent."""
+    data = (secret or {}).get("data") or {}
+    private, public = _decode(data, "privateKey"), _decode(data, "publicKey")
+    try:
+        if private is not None and public is not None and keys_match(private, public):
+            return private, public
+    except ValueError:
+        pass
+    return None, None
+
+
+def phase_for(*, key_problem: bool, heartbeat_age: float | None, paths: list[dict[str, Any]]) -> str:
+    """Failed: it cannot work as specified; Pending: its agent never reported; Degraded: the agent went
+    quiet or some of its paths are not up; Active: the agent reports and every path is up."""
+    if key_problem:
+        return "Failed"
+    if heartbeat_age is None:
+        return "Pending"
+    if heartbeat_age > HEARTBEAT_STALE_AFTER:
+        return "Degraded"
+    if any((p.get("status") or {}).get("state") != "up" for p in paths):
+        return "Degraded"
+    return "Active"
+
+
+class SiteReconciler:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        # Overlay addresses handed out by this process but maybe not yet in the cache, per namespace;
+        # the lock makes allocation in one namespace sequential, so two new sites never share one.
+        self._reserved: dict[str, dict[str, str]] = defaultdict(dict)
+        self._address_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def reconcile(self, key: ObjectKey) -> Result | None:
+        caches = self.ctx.caches
+        obj = caches.sites.get(key.namespace, key.name)
+        if obj is None:
+            self._reserved[key.namespace].pop(key.name, None)
+            return None  # children go with the owner reference; peers are requeued by the mapper
+        status = obj.get("status") or {}
+        generation = obj["metadata"].get("generation")
+        now = self.ctx.now()
+        try:
+            site = Site.model_validate(obj)
+        except ValidationError as error:
+            await self._write_status(
+                obj,
+                {
+                    "phase": "Failed",
+                    "observedGeneration": generation,
+                    "conditions": merge(
+                        status.get("conditions"),
+                        [Cond("Ready", "False", "InvalidSpec", str(error.errors()[0]["msg"]))],
+                        now=now,
+                        generation=generation,
+                    ),
+                },
+            )
+            return None
+
+        key_cond, public_key, secret_name, generated = await self._keys(obj, site)
+        address, address_cond = await self._overlay_address(key.namespace, key.name, status)
+
+        peers = self._peer_sites(key.namespace, key.name, site)
+        local = site_view(site, public_key=public_key, overlay_address=address)
+        peer_views = [
+            site_view(
+                peer,
+                public_key=(peer_obj.get("status") or {}).get("publicKey"),
+                overlay_address=(peer_obj.get("status") or {}).get("overlayAddress"),
+            )
+            for peer_obj, peer in peers
+        ]
+        paths = caches.paths.by_index(BY_SOURCE, ref(key.namespace, key.name))
+        policies = self._policies(key.namespace, key.name)
+        config = render_agent_config(
+            local,
+            key.namespace,
+            {u.name: peers_for(local, peer_views, u.name) for u in local.underlays},
+            [model for p in paths if (model := _model(Path, p)) is not None],
+            [model for p in policies if (model := _model(Policy, p)) is not None],
+        )
+        digest = config_digest(config)
+        rendered = config_json(config)
+
+        external = (
+            site.spec.wireguard.public_key is not None and site.spec.wireguard.private_key_secret_ref is None
+        )
+        desired = children.desired_children(
+            obj,
+            site,
+            self.ctx.config,
+            external=external,
+            secret_name=secret_name,
+            generated_key=generated,
+            config_json=rendered,
+            config_digest=digest,
+            path_names=sorted(p["metadata"]["name"] for p in paths),
+            policy_names=sorted(p["metadata"]["name"] for p in policies),
+        )
+        for manifest in desired:
+            kind, cache = self._child_kind(manifest["kind"])
+            await apply_if_changed(
+                self.ctx.rest, kind, manifest, cache.get(key.namespace, manifest["metadata"]["name"])
+            )
+
+        heartbeat = _parse_time(status.get("lastHeartbeatTime"))
+        heartbeat_age = (now - heartbeat).total_seconds() if heartbeat else None
+        key_problem = key_cond.status != "True" or address_cond.status != "True"
+        phase = phase_for(key_problem=key_problem, heartbeat_age=heartbeat_age, paths=paths)
+        up = [p for p in paths if (p.get("status") or {}).get("state") == "up"]
+        health = mean_health(((p.get("status") or {}).get("health") or {}).get("healthScore") for p in up)
+        agent_cond = (
+            Cond("AgentReporting", "False", "NeverReported", "the site's agent has not reported yet")
+            if heartbeat_age is None
+            else Cond(
+                "AgentReporting",
+                "False",
+                "HeartbeatStale",
+                f"no heartbeat for more than {HEARTBEAT_STALE_AFTER:.0f}s",
+            )
+            if heartbeat_age > HEARTBEAT_STALE_AFTER
+            else Cond("AgentReporting", "True", "HeartbeatFresh")
+        )
+        ready = (
+            Cond("Ready", "True", "Active")
+            if phase == "Active"
+            else Cond(
+                "Ready",
+                "False",
+                key_cond.reason
+                if key_cond.status != "True"
+                else address_cond.reason
+                if address_cond.status != "True"
+                else agent_cond.reason
+                if agent_cond.status != "True"
+                else "PathsNotUp",
+                f"site is {phase}",
+            )
+        )
+        desired_status: dict[str, Any] = {
+            "phase": phase,
+            "peers": sum(1 for view in peer_views if view.public_key and view.overlay_address),
+            "activePaths": len(up),
+            "observedGeneration": generation,
+            "conditions": merge(
+                status.get("conditions"),
+                [key_cond, address_cond, agent_cond, ready],
+                now=now,
+                generation=generation,
+            ),
+        }
+        if public_key:
+            desired_status["publicKey"] = public_key
+        if address:
+            desired_status["overlayAddress"] = address
+        if health is not None:
+            desired_status["healthScore"] = round(health, 1)
+        await self._write_status(obj, desired_status)
+        self._emit_phase_change(obj, status.get("phase"), phase)
+        if heartbeat_age is not None and heartbeat_age <= HEARTBEAT_STALE_AFTER:
+            return Result(requeue_after=HEARTBEAT_STALE_AFTER - heartbeat_age + 0.5)
+        return None
+
+    # -- keys -------------------------------------------------------------------------------------
+
+    async def _keys(
+        self, obj: dict[str, Any], site: Site
+    ) -> tuple[Cond, str | None, str | None, tuple[str, str] | None]:
+        """(KeysReady condition, public key, name of the Secret with the private key, generated pair)."""
+        wireguard = site.spec.wireguard
+        namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        if wireguard.public_key is None:
+            secret_name = children.child_names(name).secret
+            private, public = _key_pair(self.ctx.caches.secrets.get(namespace, secret_name))
+            if private is None:
+                # The cache may lag our own write; never replace a key that exists because of it.
+                with contextlib.suppress(NotFoundError):
+                    private, public = _key_pair(await self.ctx.rest.get(SECRET, namespace, secret_name))
+            if private is None or public is None:
+                private = generate_private_key()
+                public = public_key_for(private)
+                log.info("generated a WireGuard key pair", site=name, public_key=public)
+            return Cond("KeysReady", "True", "KeyGenerated"), public, secret_name, (private, public)
+        if wireguard.private_key_secret_ref is None:
+            return (
+                Cond(
+                    "KeysReady",
+                    "True",
+                    "ExternalSite",
+                    "the site's agent runs outside the cluster and holds its own private key",
+                ),
+                wireguard.public_key,
+                None,
+                None,
+            )
+        secret_ref = wireguard.private_key_secret_ref
+        try:
+            secret = await self.ctx.rest.get(SECRET, namespace, secret_ref.name)
+        except NotFoundError:
+            return (
+                Cond(
+                    "KeysReady",
+                    "False",
+                    "SecretNotFound",
+                    f"wireguard.privateKeySecretRef: Secret {secret_ref.name} not found",
+                ),
+                wireguard.public_key,
+                secret_ref.name,
+                None,
+            )
+        private = _decode(secret.get("data") or {}, secret_ref.key)
+        if private is None:
+            return (
+                Cond(
+                    "KeysReady",
+                    "False",
+                    "SecretKeyMissing",
+                    f"Secret {secret_ref.name} has no key {secret_ref.key}",
+                ),
+                wireguard.public_key,
+                secret_ref.name,
+                None,
+            )
+        try:
+            matches = keys_match(private, wireguard.public_key)
+        except ValueError:
+            matches = False
+        if not matches:
+            return (
+                Cond(
+                    "KeysReady",
+                    "False",
+                    "KeyMismatch",
+                    f"the private key in Secret {secret_ref.name} does not belong to wireguard.publicKey",
+                ),
+                wireguard.public_key,
+                secret_ref.name,
+                None,
+            )
+        return Cond("KeysReady", "True", "KeyFromSecret"), wireguard.public_key, secret_ref.name, None
+
+    # -- overlay address --------------------------------------------------------------------------
+
+    async def _overlay_address(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> tuple[str | None, Cond]:
+        current = status.get("overlayAddress")
+        if current:
+            self._reserved[namespace][name] = current
+            return current, Cond("AddressAssigned", "True", "Assigned")
+        async with self._address_locks[namespace]:
+            reserved = self._reserved[namespace]
+            if name in reserved:
+                return reserved[name], Cond("AddressAssigned", "True", "Assigned")
+            taken = {ipaddress.ip_address(addr) for site, addr in reserved.items() if site != name}
+            for other in self.ctx.caches.sites.list(namespace):
+                addr = (other.get("status") or {}).get("overlayAddress")
+                if addr and other["metadata"]["name"] != name:
+                    taken.add(ipaddress.ip_address(addr))
+            try:
+                address = str(allocate_overlay_address(name, DEFAULT_OVERLAY_POOL, taken))
+            except AddressPoolExhausted as error:
+                return None, Cond("AddressAssigned", "False", "PoolExhausted", str(error))
+            reserved[name] = address
+            return address, Cond("AddressAssigned", "True", "Assigned")
+
+    # -- the world around the site ----------------------------------------------------------------
+
+    def _peer_sites(self, namespace: str, name: str, site: Site) -> list[tuple[dict[str, Any], Site]]:
+        meshes = [m for m in (_model(Mesh, obj) for obj in self.ctx.caches.meshes.list(namespace)) if m]
+        others = [s for s in (_model(Site, obj) for obj in self.ctx.caches.sites.list(namespace)) if s]
+        found = []
+        # sites= also counts a peer's own peerWith naming this site, so both ends of a tunnel exist.
+        for peer in peer_names(site, meshes, sites=others):
+            peer_obj = self.ctx.caches.sites.get(namespace, peer)
+            parsed = _model(Site, peer_obj) if peer_obj else None
+            if peer_obj is not None and parsed is not None:
+                found.append((peer_obj, parsed))
+        return found
+
+    def _policies(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        policies = self.ctx.caches.policies
+        mine = policies.by_index(BY_ENFORCING_SITE, ref(namespace, name))
+        everyone = policies.by_index(BY_ENFORCING_SITE, ref(namespace, ALL_SITES))
+        return sorted(mine + everyone, key=lambda p: p["metadata"]["name"])
+
+    def _child_kind(self, kind: str) -> tuple[ResourceKind, KindCache]:
+        caches = self.ctx.caches
+        table = {
+            "Secret": (SECRET, caches.secrets),
+            "ConfigMap": (CONFIG_MAP, caches.config_maps),
+            "ServiceAccount": (SERVICE_ACCOUNT, caches.service_accounts),
+            "Role": (ROLE, caches.roles),
+            "RoleBinding": (ROLE_BINDING, caches.role_bindings),
+            "Deployment": (DEPLOYMENT, caches.deployments),
+            "PersistentVolumeClaim": (PERSISTENT_VOLUME_CLAIM, caches.pvcs),
+            "Service": (SERVICE, caches.services),
+        }
+        return table[kind]
+
+    async def _write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
+        await apply_status_if_changed(self.ctx.rest, SITE, obj, status, optional=("healthScore",))
+
+    def _emit_phase_change(self, obj: dict[str, Any], before: str | None, after: str) -> None:
+        if before == after:
+            return
+        if after == "Active":
+            self.ctx.events.event(
+                obj, "Normal", "SiteActive", "the site's agent reports and its paths are up"
+            )
+        elif after == "Failed":
+            self.ctx.events.event(
+                obj, "Warning", "SiteFailed", "the site cannot work as specified; see conditions"
+            )
+        elif after == "Degraded" and before == "Active":
+            self.ctx.events.event(
+                obj, "Warning", "SiteDegraded", "agent quiet or paths not up; see conditions"
+            )
+
+
+def _model(model: type[Any], obj: dict[str, Any] | None) -> Any:
+    if obj is None:
+        return None
+    try:
+        return model.model_validate(obj)
+    except ValidationError:
+        return None

@@ -1,0 +1,175 @@
+"""Wires the four controllers into a manager: caches, indexes, and which changes enqueue what."""
+
+from __future__ import annotations
+
+from patronus.operator import indexes
+from patronus.operator.config import OperatorConfig
+from patronus.operator.controllers.context import Caches, Context
+from patronus.operator.controllers.mesh import MeshReconciler
+from patronus.operator.controllers.path import PathReconciler
+from patronus.operator.controllers.policy import PolicyReconciler
+from patronus.operator.controllers.site import SiteReconciler
+from patronus.operator.gauges import ResourceGauges
+from patronus.runtime.cache import Object
+from patronus.runtime.manager import Manager
+from patronus.runtime.resource import (
+    CONFIG_MAP,
+    DEPLOYMENT,
+    MESH,
+    PATH,
+    PERSISTENT_VOLUME_CLAIM,
+    POLICY,
+    ROLE,
+    ROLE_BINDING,
+    SECRET,
+    SERVICE,
+    SERVICE_ACCOUNT,
+    SITE,
+    ObjectKey,
+)
+
+
+def build_caches(manager: Manager) -> Caches:
+    children = indexes.MANAGED_BY_SELECTOR
+    caches = Caches(
+        sites=manager.cache(SITE),
+        paths=manager.cache(PATH),
+        policies=manager.cache(POLICY),
+        meshes=manager.cache(MESH),
+        secrets=manager.cache(SECRET, label_selector=children),
+        config_maps=manager.cache(CONFIG_MAP, label_selector=children),
+        service_accounts=manager.cache(SERVICE_ACCOUNT, label_selector=children),
+        roles=manager.cache(ROLE, label_selector=children),
+        role_bindings=manager.cache(ROLE_BINDING, label_selector=children),
+        deployments=manager.cache(DEPLOYMENT, label_selector=children),
+        pvcs=manager.cache(PERSISTENT_VOLUME_CLAIM, label_selector=children),
+        services=manager.cache(SERVICE, label_selector=children),
+    )
+    caches.paths.add_index(indexes.BY_SOURCE, indexes.path_source)
+    caches.paths.add_index(indexes.BY_DESTINATION, indexes.path_destination)
+    caches.meshes.add_index(indexes.BY_MESH_SITE, indexes.mesh_sites)
+    caches.policies.add_index(indexes.BY_ENFORCING_SITE, indexes.policy_sites)
+    caches.sites.add_index(indexes.BY_PEER, indexes.site_peers)
+    return caches
+
+
+def register(manager: Manager, config: OperatorConfig) -> None:
+    """Add the Site, Mesh, Path and Policy controllers (and the per-kind gauges) to ``manager``."""
+    caches = build_caches(manager)
+    ctx = Context(caches=caches, rest=manager.rest, events=manager.events, config=config, clock=manager.clock)
+
+    def sites_related_to_site(obj: Object) -> list[ObjectKey]:
+        """A site's key, address or endpoints changed: every site that peers with it re-renders."""
+        meta = obj["metadata"]
+        namespace, name = meta.get("namespace") or "", meta["name"]
+        related = {
+            ObjectKey(namespace, peer)
+            for peer in (obj.get("spec") or {}).get("mesh", {}).get("peerWith") or []
+        }
+        related |= set(
+            indexes.keys_from_refs(
+                [
+                    indexes.ref(namespace, p["metadata"]["name"])
+                    for p in caches.sites.by_index(indexes.BY_PEER, indexes.ref(namespace, name))
+                ]
+            )
+        )
+        for mesh in caches.meshes.by_index(indexes.BY_MESH_SITE, indexes.ref(namespace, name)):
+            related |= {ObjectKey(namespace, site) for site in (mesh.get("spec") or {}).get("sites") or []}
+        related.discard(ObjectKey(namespace, name))
+        return sorted(related)
+
+    def sites_of_mesh(obj: Object) -> list[ObjectKey]:
+        return indexes.keys_from_refs(indexes.mesh_sites(obj))
+
+    def source_site_of_path(obj: Object) -> list[ObjectKey]:
+        return indexes.keys_from_refs(indexes.path_source(obj))
+
+    def sites_of_policy(obj: Object) -> list[ObjectKey]:
+        refs = indexes.policy_sites(obj)
+        namespace = obj["metadata"].get("namespace") or ""
+        if refs == [indexes.ref(namespace, indexes.ALL_SITES)]:
+            return [ObjectKey.of(site) for site in caches.sites.list(namespace)]
+        return indexes.keys_from_refs(refs)
+
+    def meshes_of_site(obj: Object) -> list[ObjectKey]:
+        namespace = obj["metadata"].get("namespace") or ""
+        return [
+            ObjectKey.of(mesh)
+            for mesh in caches.meshes.by_index(
+                indexes.BY_MESH_SITE, indexes.ref(namespace, obj["metadata"]["name"])
+            )
+        ]
+
+    def owning_mesh_of_path(obj: Object) -> list[ObjectKey]:
+        namespace = obj["metadata"].get("namespace") or ""
+        return [
+            ObjectKey(namespace, o["name"])
+            for o in obj["metadata"].get("ownerReferences") or []
+            if o.get("kind") == "Mesh"
+        ]
+
+    def paths_of_site(obj: Object) -> list[ObjectKey]:
+        namespace = obj["metadata"].get("namespace") or ""
+        site = indexes.ref(namespace, obj["metadata"]["name"])
+        found = caches.paths.by_index(indexes.BY_SOURCE, site) + caches.paths.by_index(
+            indexes.BY_DESTINATION, site
+        )
+        return [ObjectKey.of(path) for path in found]
+
+    def policies_of_path(obj: Object) -> list[ObjectKey]:
+        namespace = obj["metadata"].get("namespace") or ""
+        name = obj["metadata"]["name"]
+        return [
+            ObjectKey.of(policy)
+            for policy in caches.policies.list(namespace)
+            if name
+            in {
+                ((policy.get("spec") or {}).get("action") or {}).get(role, {}).get("pathId")
+                for role in ("primaryPath", "backupPath")
+            }
+        ]
+
+    def policies_of_site(obj: Object) -> list[ObjectKey]:
+        namespace = obj["metadata"].get("namespace") or ""
+        return [
+            ObjectKey.of(p)
+            for p in caches.policies.by_index(
+                indexes.BY_ENFORCING_SITE, indexes.ref(namespace, obj["metadata"]["name"])
+            )
+        ]
+
+    site_controller = manager.controller("site", SiteReconciler(ctx), SITE)
+    for child in (
+        caches.secrets,
+        caches.config_maps,
+        caches.service_accounts,
+        caches.roles,
+        caches.role_bindings,
+        caches.deployments,
+        caches.pvcs,
+        caches.services,
+    ):
+        site_controller.owns(child)
+    (
+        site_controller.watches(caches.sites, sites_related_to_site)
+        .watches(caches.meshes, sites_of_mesh)
+        .watches(caches.paths, source_site_of_path)
+        .watches(caches.policies, sites_of_policy)
+    )
+
+    (
+        manager.controller("mesh", MeshReconciler(ctx), MESH)
+        .watches(caches.sites, meshes_of_site)
+        .watches(caches.paths, owning_mesh_of_path)
+    )
+
+    (manager.controller("path", PathReconciler(ctx), PATH).watches(caches.sites, paths_of_site))
+
+    (
+        manager.controller("policy", PolicyReconciler(ctx), POLICY)
+        .watches(caches.paths, policies_of_path)
+        .watches(caches.sites, policies_of_site)
+    )
+
+    ResourceGauges(caches).register(manager.metrics.registry)

@@ -1,0 +1,77 @@
+"""A resync of an unchanged world writes nothing, by the API server's own request counters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from patronus.testing.controlplane import ControlPlane
+from tests.integration.operator.conftest import Eventually, RunningOperator, load_example
+from tests.support.manifests import EXAMPLES
+
+WRITE_VERBS = {"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"}
+OUR_RESOURCES = {
+    "sites",
+    "paths",
+    "policies",
+    "meshes",
+    "secrets",
+    "configmaps",
+    "serviceaccounts",
+    "roles",
+    "rolebindings",
+    "deployments",
+    "persistentvolumeclaims",
+    "services",
+    "events",
+}
+
+
+def write_counts(control_plane: ControlPlane) -> dict[tuple[str, str, str], float]:
+    """apiserver_request_total for writes to the resources the operator manages, by (verb, resource, sub)."""
+    text = control_plane.kubectl("get", "--raw", "/metrics").stdout
+    counts: dict[tuple[str, str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if (
+                sample.name == "apiserver_request_total"
+                and labels.get("verb") in WRITE_VERBS
+                and labels.get("resource") in OUR_RESOURCES
+            ):
+                key = (labels["verb"], labels["resource"], labels.get("subresource", ""))
+                counts[key] = counts.get(key, 0.0) + sample.value
+    return counts
+
+
+def no_namespace_terminating(control_plane: ControlPlane) -> bool:
+    phases = control_plane.kubectl("get", "namespaces", "-o", "jsonpath={.items[*].status.phase}").stdout
+    return "Terminating" not in phases
+
+
+async def test_resync_of_unchanged_world_makes_zero_writes(
+    operator: RunningOperator, namespace: str, eventually: Eventually, control_plane: ControlPlane
+) -> None:
+    rest = operator.rest
+    for example in ("multi-site-mesh.yaml", "complex-policy.yaml"):
+        for obj in load_example(EXAMPLES / example, namespace):
+            await rest.create(obj)
+    await operator.settle(quiet=2.0)
+    # The counters are cluster-wide: let kube-controller-manager finish deleting earlier tests' namespaces.
+    await eventually(lambda: no_namespace_terminating(control_plane), 120, "earlier namespaces to go")
+    before = write_counts(control_plane)
+    assert sum(before.values()) > 0  # the counters are real and saw the operator's writes
+
+    resynced = sum(controller.enqueue_all() for controller in operator.manager.controllers)
+    assert resynced >= 3 + 6 + 2 + 3 + 1  # sites, paths, policies, meshes were all looked at again
+    reconciles_before = operator.reconciles()
+    await operator.settle(quiet=2.0)
+    assert operator.reconciles() - reconciles_before >= resynced
+    after = write_counts(control_plane)
+    changed: dict[Any, float] = {
+        k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)
+    }
+    assert changed == {}, f"writes during a resync of an unchanged world: {changed}"
