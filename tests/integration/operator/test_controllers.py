@@ -533,3 +533,87 @@ async def test_bad_references_neither_crash_nor_hot_loop(
     )
     assert errors == 0
     assert (await get_status(rest, MESH, namespace, "ghost-mesh"))["missingSites"] == ["nobody", "nowhere"]
+
+
+async def test_simple_site_example_is_an_external_site(
+    operator: RunningOperator, namespace: str, eventually: Eventually
+) -> None:
+    rest = operator.rest
+    await create(rest, *load_example(EXAMPLES / "simple-site.yaml", namespace))
+
+    async def keys_reason() -> str | None:
+        conds = (await get_status(rest, SITE, namespace, "branch-nyc")).get("conditions") or []
+        return next((c["reason"] for c in conds if c["type"] == "KeysReady"), None)
+
+    await eventually(lambda: _equals(keys_reason(), "ExternalSite"), 30, "an external site")
+    status = await get_status(rest, SITE, namespace, "branch-nyc")
+    assert status["phase"] == "Pending"
+    # Its agent runs on a branch box: configuration and identity, but no workload in the cluster.
+    config = json.loads((await rest.get(CONFIG_MAP, namespace, "branch-nyc-agent"))["data"]["config.json"])
+    assert config["site"] == "branch-nyc"
+    assert config["publicKey"] == "u3TIrcxVqJhNxDXYP5Ujt9xZ7kNOnkshoeMcIvJx2ic="
+    await rest.get(SERVICE_ACCOUNT, namespace, "branch-nyc-agent")
+    for kind, name in (
+        (DEPLOYMENT, "branch-nyc-agent"),
+        (SERVICE, "branch-nyc-wg"),
+        (SECRET, "branch-nyc-wireguard"),
+    ):
+        with pytest.raises(NotFoundError):
+            await rest.get(kind, namespace, name)
+
+
+async def test_production_example_builds_a_hub_spoke_mesh_over_two_underlays(
+    operator: RunningOperator, namespace: str, eventually: Eventually
+) -> None:
+    rest = operator.rest
+    await create(rest, *load_example(EXAMPLES / "production.yaml", namespace))
+
+    async def paths() -> set[tuple[str, str, str]]:
+        items = (await rest.list_page(PATH, namespace))["items"]
+        return {
+            (p["spec"]["source"]["siteRef"], p["spec"]["destination"]["siteRef"], p["spec"]["underlay"])
+            for p in items
+        }
+
+    # dc-east and branch-nyc share fiber and lte; the other spokes have only their default underlay.
+    expected = {
+        ("dc-east", "branch-nyc", "fiber"),
+        ("dc-east", "branch-nyc", "lte"),
+        ("branch-nyc", "dc-east", "fiber"),
+        ("branch-nyc", "dc-east", "lte"),
+        ("dc-east", "branch-sf", "fiber"),
+        ("branch-sf", "dc-east", "default"),
+        ("dc-east", "branch-sea", "fiber"),
+        ("branch-sea", "dc-east", "default"),
+    }
+    await eventually(lambda: _equals(paths(), expected), 30, "8 hub-spoke paths over the underlays")
+
+    async def dc_config() -> dict[str, Any] | None:
+        try:
+            return dict(
+                json.loads((await rest.get(CONFIG_MAP, namespace, "dc-east-agent"))["data"]["config.json"])
+            )
+        except NotFoundError:
+            return None
+
+    async def dc_sees_spokes() -> bool:
+        config = await dc_config()
+        return bool(config) and {p["site"] for i in config["interfaces"] for p in i["peers"]} == {
+            "branch-nyc",
+            "branch-sf",
+            "branch-sea",
+        }
+
+    await eventually(dc_sees_spokes, 30, "the hub peers with every spoke")
+    config = await dc_config()
+    assert config is not None
+    assert [i["underlay"] for i in config["interfaces"]] == ["fiber", "lte"]
+    assert {p["name"] for p in config["policies"]} == {"voice", "web"}  # policies without paths: every site
+    deployment = await rest.get(DEPLOYMENT, namespace, "dc-east-agent")
+    ports = {
+        p["containerPort"]
+        for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+        if p["protocol"] == "UDP"
+    }
+    assert ports == {51820, 51821}
+    await rest.get(PERSISTENT_VOLUME_CLAIM, namespace, "dc-east-data")
