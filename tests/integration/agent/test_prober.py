@@ -1,0 +1,217 @@
+"""The prober and responder over real UDP sockets on 127.0.0.1: precision, loss detection, added delay.
+
+No control plane is needed; every test is bounded by ``asyncio.timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import statistics
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from patronus.agent.probe_protocol import decode, encode_request
+from patronus.agent.probe_stats import CheckResult
+from patronus.agent.prober import PathProber, ProbeResponder, probe_gap
+
+HOST = "127.0.0.1"
+
+
+@dataclass
+class Recorder:
+    """Collects ``on_check`` calls with the time they arrived; wakes waiters on each."""
+
+    results: list[tuple[float, CheckResult]] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __call__(self, path_id: str, result: CheckResult) -> None:
+        assert path_id == "nyc-to-sf"
+        self.results.append((time.monotonic(), result))
+        self.changed.set()
+
+    async def wait_for(self, count: int) -> None:
+        while len(self.results) < count:
+            self.changed.clear()
+            await self.changed.wait()
+
+
+class DelayRelay(asyncio.DatagramProtocol):
+    """Forwards one client's datagrams to a target and back, each delayed by ``delay()`` seconds.
+
+    It also records how long it really held each datagram (the event loop wakes up to a millisecond
+    late), which is the truth the prober's measurement is compared with.
+    """
+
+    def __init__(self, target: tuple[str, int], delay: Any) -> None:
+        self.target = target
+        self.delay = delay
+        self.client: tuple[str, int] | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+        self.held: list[float] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        destination = self.target if addr != self.target else self.client
+        if addr != self.target:
+            self.client = addr
+        if destination is not None:
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.delay(), self._forward, data, destination, time.monotonic())
+
+    def _forward(self, data: bytes, destination: tuple[str, int], received_at: float) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.held.append(time.monotonic() - received_at)
+            self.transport.sendto(data, destination)
+
+
+async def start_relay(target: tuple[str, int], delay: Any) -> tuple[DelayRelay, int]:
+    loop = asyncio.get_running_loop()
+    relay = DelayRelay(target, delay)
+    transport, _ = await loop.create_datagram_endpoint(lambda: relay, local_addr=(HOST, 0))
+    return relay, transport.get_extra_info("sockname")[1]
+
+
+@pytest.fixture
+async def responder() -> AsyncIterator[ProbeResponder]:
+    responder = ProbeResponder(HOST, 0)
+    await responder.start()
+    yield responder
+    responder.stop()
+
+
+async def test_loopback_is_lossless_and_sub_millisecond(responder: ProbeResponder) -> None:
+    recorder = Recorder()
+    prober = PathProber(
+        "nyc-to-sf", HOST, responder.port, interval=0.02, probes_per_check=5, on_check=recorder
+    )
+    started = time.monotonic()
+    async with asyncio.timeout(5), prober:
+        await recorder.wait_for(20)  # 100 probes
+    elapsed = time.monotonic() - started
+    checks = [result for _, result in recorder.results[:20]]
+    assert all(c.sent == 5 and c.received == 5 and c.loss_pct == 0 and c.state == "up" for c in checks)
+    assert max(c.latency_ms or 0 for c in checks) < 2.0
+    assert statistics.mean(c.latency_ms or 0 for c in checks) < 1.0
+    assert prober.loss_window.count >= 100
+    assert prober.loss_window.loss_pct == 0
+    assert responder.replies >= 100
+    assert elapsed < 1.5  # 20 checks on a 20 ms grid: about 0.4 s
+
+
+async def test_checks_go_down_within_one_interval_of_the_responder_stopping() -> None:
+    responder = ProbeResponder(HOST, 0)
+    port = await responder.start()
+    recorder = Recorder()
+    interval, probes = 0.05, 3
+    prober = PathProber(
+        "nyc-to-sf", HOST, port, interval=interval, probes_per_check=probes, on_check=recorder
+    )
+    async with asyncio.timeout(5), prober:
+        await recorder.wait_for(5)
+        assert all(result.state == "up" for _, result in recorder.results)
+        responder.stop()
+        stopped_at = time.monotonic()
+        seen = len(recorder.results)
+        while not any(r.state == "down" for _, r in recorder.results[seen:]):
+            await recorder.wait_for(len(recorder.results) + 1)
+        first_down = next(at for at, r in recorder.results[seen:] if r.state == "down")
+        # The next check starts within one interval; it is reported after its burst and timeout.
+        burst = probe_gap(interval, probes) * (probes - 1)
+        assert first_down - stopped_at < interval + burst + prober.timeout + 0.05
+        # Every check that started after the stop is down, with loss 100 %.
+        await recorder.wait_for(len(recorder.results) + 3)
+        later = [r for at, r in recorder.results if at > stopped_at + interval + burst + prober.timeout]
+        assert later
+        assert all(r.state == "down" and r.loss_pct == 100 and r.received == 0 for r in later)
+
+        # Back up on the same port: checks recover.
+        again = ProbeResponder(HOST, port)
+        await again.start()
+        try:
+            seen = len(recorder.results)
+            while not any(r.state == "up" for _, r in recorder.results[seen:]):
+                await recorder.wait_for(len(recorder.results) + 1)
+        finally:
+            again.stop()
+
+
+async def test_added_delay_is_measured_to_within_two_milliseconds(responder: ProbeResponder) -> None:
+    rng = random.Random(1)
+    relay, relay_port = await start_relay((HOST, responder.port), lambda: rng.uniform(0.015, 0.025))
+    recorder = Recorder()
+    prober = PathProber("nyc-to-sf", HOST, relay_port, interval=0.1, probes_per_check=5, on_check=recorder)
+    try:
+        async with asyncio.timeout(10), prober:
+            await recorder.wait_for(20)
+    finally:
+        assert relay.transport is not None
+        relay.transport.close()
+    checks = [result for _, result in recorder.results[:20]]
+    assert all(c.loss_pct == 0 for c in checks)
+    latency = statistics.mean(c.latency_ms or 0 for c in checks)
+    assert latency == pytest.approx(40, abs=2)  # 20 ms +- 5 ms each way
+    # Against what the relay really did: within half a millisecond (loopback and loop wake-ups).
+    truth_ms = 2000 * statistics.mean(relay.held)
+    assert latency == pytest.approx(truth_ms, abs=0.5)
+    jitter = statistics.mean(c.jitter_ms or 0 for c in checks)
+    assert 2 < jitter < 8  # E|X - Y| for two RTTs of ~4 ms spread
+
+
+async def test_replies_after_the_timeout_count_as_lost(responder: ProbeResponder) -> None:
+    relay, relay_port = await start_relay((HOST, responder.port), lambda: 0.04)
+    recorder = Recorder()
+    prober = PathProber(
+        "nyc-to-sf", HOST, relay_port, interval=0.1, probes_per_check=2, timeout=0.05, on_check=recorder
+    )
+    try:
+        async with asyncio.timeout(5), prober:
+            await recorder.wait_for(3)
+            await asyncio.sleep(0.1)  # let the late replies arrive
+    finally:
+        assert relay.transport is not None
+        relay.transport.close()
+    assert all(r.state == "down" for _, r in recorder.results)
+    assert prober.ignored_replies > 0
+
+
+async def test_stop_cancels_promptly_and_reports_nothing_more(responder: ProbeResponder) -> None:
+    recorder = Recorder()
+    prober = PathProber("nyc-to-sf", HOST, responder.port, interval=5, probes_per_check=3, on_check=recorder)
+    await prober.start()
+    await asyncio.sleep(0.01)  # first check in flight (probes 20 ms apart)
+    started = time.monotonic()
+    await prober.stop()
+    assert time.monotonic() - started < 0.1
+    count = len(recorder.results)
+    await asyncio.sleep(0.1)
+    assert len(recorder.results) == count
+
+
+async def test_responder_drops_garbage_and_replies(responder: ProbeResponder) -> None:
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        sock.connect((HOST, responder.port))
+        sock.send(b"hello")
+        sock.send(encode_request(1, 2, 3)[:4] + b"\x01\x02" + encode_request(1, 2, 3)[6:])  # a reply
+        sock.send(encode_request(1, 2, 3))
+        async with asyncio.timeout(2):
+            data = await loop.sock_recv(sock, 64)
+    reply = decode(data)
+    assert (reply.kind.name, reply.path_hash, reply.sequence, reply.sent_ns) == ("REPLY", 1, 2, 3)
+    assert (responder.replies, responder.dropped) == (1, 2)
+
+
+def test_probe_gap() -> None:
+    assert probe_gap(10, 5) == 0.02
+    assert probe_gap(0.02, 5) == pytest.approx(0.0025)  # the burst takes half the interval
+    assert probe_gap(1, 1) == 0
