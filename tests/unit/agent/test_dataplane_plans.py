@@ -1,0 +1,269 @@
+"""The data plane's pure planning: peer diffs, the nftables script, htb commands, and runner calls."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from patronus.agent.dataplane import qos
+from patronus.agent.dataplane.commands import CommandError, RecordingRunner
+from patronus.agent.dataplane.routing import (
+    FLOW_SEEN_CT_BIT,
+    PathRouting,
+    PolicyMatch,
+    RoutingPolicy,
+    assign_path_marks,
+    match_expressions,
+    parse_counters,
+    render_nftables,
+    render_switch,
+)
+from patronus.agent.dataplane.wireguard import (
+    PeerSpec,
+    PeerState,
+    WireGuardInterface,
+    parse_dump,
+    plan_peer_changes,
+)
+
+KEY_A = "A" * 43 + "="
+KEY_B = "B" * 43 + "="
+KEY_C = "C" * 43 + "="
+PRIVATE = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
+
+
+def state(spec: PeerSpec, handshake: int = 100) -> PeerState:
+    return PeerState(spec, handshake, 10, 20)
+
+
+# --- WireGuard peers -------------------------------------------------------------------------------------
+
+
+def test_unchanged_peer_is_not_touched_changed_one_is_updated_only_where_it_differs() -> None:
+    a = PeerSpec.create(KEY_A, "192.0.2.1:51820", ["100.96.0.1/32"], 25)
+    b = PeerSpec.create(KEY_B, "192.0.2.2:51820", ["100.96.0.2/32"])
+    b2 = PeerSpec.create(KEY_B, "192.0.2.2:51820", ["10.2.0.0/16", "100.96.0.2/32"])
+    assert plan_peer_changes([state(a), state(b)], [a, b2]) == [
+        ["peer", KEY_B, "allowed-ips", "10.2.0.0/16,100.96.0.2/32"]
+    ]
+
+
+def test_new_peer_gets_everything_and_gone_peer_is_removed_first() -> None:
+    a = PeerSpec.create(KEY_A, "192.0.2.1:51820", ["100.96.0.1/32"], 25)
+    c = PeerSpec.create(KEY_C, "[2001:db8::1]:51820", ["fd00::/64"])
+    assert plan_peer_changes([state(a)], [c]) == [
+        ["peer", KEY_A, "remove"],
+        ["peer", KEY_C, "endpoint", "[2001:db8::1]:51820", "persistent-keepalive", "off", "allowed-ips",
+         "fd00::/64"],
+    ]  # fmt: skip
+
+
+def test_equal_settings_in_another_spelling_are_unchanged() -> None:
+    current = PeerSpec.create(KEY_A, "192.0.2.1:51820", ["100.96.0.1/32", "10.1.0.0/16"], None)
+    desired = PeerSpec.create(KEY_A, "192.0.2.1:51820", ["10.1.0.5/16", "100.96.0.1/32"], 0)
+    assert plan_peer_changes([state(current)], [desired]) == []
+
+
+def test_hostname_endpoint_is_left_alone_unless_its_port_moves() -> None:
+    resolved = PeerSpec.create(KEY_A, "198.51.100.7:51820", ["100.96.0.1/32"])
+    same = PeerSpec.create(KEY_A, "site-a.example.com:51820", ["100.96.0.1/32"])
+    moved = PeerSpec.create(KEY_A, "site-a.example.com:51821", ["100.96.0.1/32"])
+    assert plan_peer_changes([state(resolved)], [same]) == []
+    assert plan_peer_changes([state(resolved)], [moved]) == [
+        ["peer", KEY_A, "endpoint", "site-a.example.com:51821"]
+    ]
+
+
+def test_peer_from_agent_config() -> None:
+    spec = PeerSpec.from_config(
+        {"site": "b", "publicKey": KEY_B, "endpoint": "192.0.2.2:51820", "allowedIPs": ["100.96.0.2/32"],
+         "persistentKeepalive": 25}
+    )  # fmt: skip
+    assert spec == PeerSpec(KEY_B, "192.0.2.2:51820", ("100.96.0.2/32",), 25)
+
+
+def test_dump_parsing_drops_the_private_key() -> None:
+    dump = (
+        f"{PRIVATE}\t{KEY_A}\t51820\toff\n"
+        f"{KEY_B}\t(none)\t192.0.2.2:51820\t100.96.0.2/32,10.2.0.0/16\t1700000000\t1234\t5678\t25\n"
+        f"{KEY_C}\t(none)\t(none)\t(none)\t0\t0\t0\toff\n"
+    )
+    parsed = parse_dump(dump)
+    assert PRIVATE not in repr(parsed)
+    assert (parsed.public_key, parsed.listen_port, parsed.fwmark) == (KEY_A, 51820, 0)
+    b, c = parsed.peers
+    expected = PeerSpec(KEY_B, "192.0.2.2:51820", ("10.2.0.0/16", "100.96.0.2/32"), 25)
+    assert b == PeerState(expected, 1700000000, 1234, 5678)
+    assert c.spec == PeerSpec(KEY_C)
+
+
+def test_private_key_goes_on_stdin_only() -> None:
+    def respond(args: list[str]) -> tuple[int, str, str]:
+        if args[:2] == ["wg", "show"]:
+            return 0, "(none)\t(none)\t0\toff\n", ""
+        return 0, "", ""
+
+    runner = RecordingRunner(respond)
+    wg = WireGuardInterface(
+        "wg-fiber",
+        listen_port=51820,
+        address="100.96.0.1/32",
+        private_key=PRIVATE,
+        netns="site",
+        runner=runner,
+    )
+    wg.ensure()
+    assert PRIVATE not in repr(wg)
+    assert all(PRIVATE not in " ".join(call.args) for call in runner.calls)
+    keyed = [c for c in runner.calls if "private-key" in c.args]
+    assert len(keyed) == 1
+    assert keyed[0].had_input
+    assert keyed[0].args[-1] == "/dev/stdin"
+    assert ["wg", "set", "wg-fiber", "listen-port", "51820", "fwmark", str(0x51820)] in runner.commands
+    assert all(call.netns == "site" for call in runner.calls)
+
+
+def test_command_error_names_command_code_and_stderr() -> None:
+    error = CommandError(["ip", "link", "add", "wg0"], 2, "RTNETLINK answers: File exists\n")
+    assert str(error) == "`ip link add wg0` failed with exit code 2: RTNETLINK answers: File exists"
+
+
+# --- nftables --------------------------------------------------------------------------------------------
+
+MARKS = assign_path_marks(["p-fiber", "p-lte"])
+
+
+def test_port_lists_ranges_and_any_protocol() -> None:
+    match = PolicyMatch("any", dst_ports=((80, 80), (443, 443), (8000, 8100)), src_ports=((1024, 65535),))
+    assert match_expressions(match) == [
+        "meta l4proto { tcp, udp } th sport 1024-65535 th dport { 80, 443, 8000-8100 }"
+    ]
+    assert match_expressions(PolicyMatch("any")) == [""]  # everything
+    assert match_expressions(PolicyMatch("icmp")) == ["meta l4proto { icmp, ipv6-icmp }"]
+
+
+def test_dscp_and_cidrs_split_by_family() -> None:
+    match = PolicyMatch("udp", dscp=46, dst_cidrs=("10.2.0.0/16", "fd00:2::/64"), src_cidrs=("10.1.0.0/16",))
+    assert match_expressions(match) == [
+        "meta l4proto udp ip saddr 10.1.0.0/16 ip daddr 10.2.0.0/16 ip dscp 46"
+    ]  # IPv4 only: the source CIDRs have no IPv6 prefix
+    assert match_expressions(PolicyMatch("tcp", dscp=10)) == [
+        "meta l4proto tcp ip dscp 10",
+        "meta l4proto tcp ip6 dscp 10",
+    ]
+    assert match_expressions(PolicyMatch(src_cidrs=("10.1.0.0/16",), dst_cidrs=("fd00::/64",))) == []
+
+
+def test_script_orders_by_priority_marks_through_the_map_and_counts() -> None:
+    low = RoutingPolicy("bulk", 10, PolicyMatch("tcp", dst_ports=((873, 873),)), "p-lte")
+    high = RoutingPolicy("voice", 900, PolicyMatch("udp", dst_ports=((5060, 5061),)), "p-fiber")
+    script = render_nftables("patronus", [low, high], MARKS, priorities={"bulk": 0x10})
+    lines = [line.strip() for line in script.splitlines()]
+    assert lines[:3] == ["table inet patronus", "delete table inet patronus", "table inet patronus {"]
+    voice = lines.index("meta l4proto udp th dport 5060-5061 goto policy_0")
+    bulk = lines.index("meta l4proto tcp th dport 873 goto policy_1")
+    assert voice < bulk
+    assert "elements = { 0x50a80001 : 0x50a70001, 0x50a80002 : 0x50a70002 }" in lines
+    assert "counter pol_voice { }" in lines
+    assert "counter new_voice { }" in lines
+    assert (
+        f"ct state new ct mark & {FLOW_SEEN_CT_BIT:#010x} == 0x00000000 ct mark set ct mark | "
+        f'{FLOW_SEEN_CT_BIT:#010x} counter name "new_voice"'
+    ) in lines
+    assert (
+        'counter name "pol_voice" meta mark set 0x50a80001 meta mark set meta mark map @policy_path' in lines
+    )
+    assert "meta mark 0x00051820 return" in lines  # the tunnels' own packets are never classified
+    assert "meta l4proto tcp th dport 873 meta priority set 1:10 accept" in lines
+    assert "type route hook output priority mangle; policy accept;" in lines
+
+
+def test_policy_without_a_path_is_counted_but_not_in_the_map() -> None:
+    script = render_nftables("patronus", [RoutingPolicy("p", 1, PolicyMatch(), None)], MARKS)
+    assert "elements" not in script
+    assert "meta mark 0x50a80001 meta mark set 0x00000000" in script
+
+
+def test_switch_is_one_small_atomic_transaction() -> None:
+    assert render_switch("patronus", 0x50A80001, 0x50A70002) == (
+        "delete element inet patronus policy_path { 0x50a80001 }\n"
+        "add element inet patronus policy_path { 0x50a80001 : 0x50a70002 }\n"
+    )
+    runner = RecordingRunner()
+    routing = PathRouting("site", runner=runner)
+    policy = RoutingPolicy("voice", 1, PolicyMatch("udp", ((5060, 5060),)), "p-fiber")
+    routing.apply([policy], MARKS)
+    routing.switch("voice", "p-lte")
+    assert runner.commands == [["nft", "-f", "-"], ["nft", "-f", "-"]]
+    with pytest.raises(KeyError):
+        routing.switch("voice", "p-nowhere")
+
+
+def test_policy_from_agent_config() -> None:
+    policy = RoutingPolicy.from_config(
+        {
+            "name": "voice",
+            "priority": 900,
+            "match": {"protocol": "udp", "dstPorts": [[5060, 5061]], "srcPorts": None, "dscp": 46,
+                      "srcCidrs": None, "dstCidrs": ["10.2.0.0/16"]},
+            "action": {"type": "route", "primaryPath": "p-fiber", "backupPath": "p-lte"},
+            "qos": {"class": "realtime", "bandwidthBps": 2_000_000},
+        }
+    )  # fmt: skip
+    assert policy == RoutingPolicy(
+        "voice", 900, PolicyMatch("udp", ((5060, 5061),), (), 46, (), ("10.2.0.0/16",)), "p-fiber",
+        "realtime", 2_000_000,
+    )  # fmt: skip
+
+
+def test_counter_parsing() -> None:
+    document = {
+        "nftables": [
+            {"metainfo": {"version": "1.0.6"}},
+            {"counter": {"name": "pol_voice", "packets": 7, "bytes": 700}},
+            {"counter": {"name": "new_voice", "packets": 2, "bytes": 100}},
+        ]
+    }
+    assert parse_counters(json.loads(json.dumps(document))) == {"voice": (7, 700, 2)}
+
+
+# --- htb -------------------------------------------------------------------------------------------------
+
+
+def test_htb_classes_capped_and_prioritised() -> None:
+    commands = qos.render_htb(
+        "wg-fiber", [("voice", "realtime", 2_000_000), ("backup", "bulk", 10_000_000)], 100_000_000
+    )
+    assert commands[0] == [
+        "qdisc",
+        "replace",
+        "dev",
+        "wg-fiber",
+        "root",
+        "handle",
+        "1:",
+        "htb",
+        "default",
+        "1",
+    ]
+    by_id = {c[7]: c for c in commands[1:]}
+    assert set(by_id) == {"1:1", "1:10", "1:11"}  # backup < voice by name
+    backup, voice = by_id["1:10"], by_id["1:11"]
+    assert backup[backup.index("rate") + 1] == backup[backup.index("ceil") + 1] == "10000000bit"
+    assert voice[voice.index("rate") + 1] == "2000000bit"
+    assert int(voice[voice.index("prio") + 1]) < int(backup[backup.index("prio") + 1])
+    assert qos.class_minors(["voice", "backup"]) == {"backup": 0x10, "voice": 0x11}
+
+
+def test_htb_class_listing_parse() -> None:
+    text = "class htb 1:10 root prio 5 rate 10Mbit ceil 10Mbit\nclass htb 1:1 root prio 3 rate 1Gbit\n"
+    assert qos.parse_class_handles(text) == ["1:10", "1:1"]
+
+
+def test_clearing_a_missing_qdisc_is_fine() -> None:
+    qos.clear(
+        "u0", runner=RecordingRunner(lambda args: (2, "", "Error: Cannot delete qdisc with handle of zero."))
+    )
+    with pytest.raises(CommandError):
+        qos.clear("u0", runner=RecordingRunner(lambda args: (2, "", "Error: Operation not permitted.")))
