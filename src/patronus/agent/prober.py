@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -124,7 +125,10 @@ class PathProber(asyncio.DatagramProtocol):
         source_host: str | None = None,
         degraded_below: float = DEFAULT_DEGRADED_BELOW,
         loss_window: int = 1000,
+        mark: int | None = None,
     ) -> None:
+        """``mark`` sets SO_MARK on the probe socket so policy routing sends the probes down this path's
+        underlay (several paths to one site share the destination address and differ only by tunnel)."""
         if interval <= 0:
             raise ValueError("interval must be positive")
         if probes_per_check < 1:
@@ -138,6 +142,7 @@ class PathProber(asyncio.DatagramProtocol):
         self.probes_per_check = probes_per_check
         self.gap = probe_gap(interval, probes_per_check)
         self.source_host = source_host
+        self.mark = mark
         self.degraded_below = degraded_below
         self.loss_window = LossWindow(loss_window)
         """Loss over the last probes across checks (finer than one check's 100/probes_per_check steps)."""
@@ -161,8 +166,19 @@ class PathProber(asyncio.DatagramProtocol):
         if self._scheduler is not None:
             raise RuntimeError("prober already started")
         loop = asyncio.get_running_loop()
-        local = (self.source_host, 0) if self.source_host is not None else None
-        await loop.create_datagram_endpoint(lambda: self, remote_addr=self.target, local_addr=local)
+        # The socket is made here, not by asyncio, so that the mark is set before connect() routes it.
+        sock = socket.socket(socket.AF_INET6 if ":" in self.target[0] else socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            if self.mark is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, self.mark)
+            if self.source_host is not None:
+                sock.bind((self.source_host, 0))
+            sock.setblocking(False)
+            sock.connect(self.target)
+        except OSError:
+            sock.close()
+            raise
+        await loop.create_datagram_endpoint(lambda: self, sock=sock)
         self._scheduler = asyncio.create_task(self._schedule(), name=f"prober-{self.path_id}")
 
     async def stop(self) -> None:

@@ -1,14 +1,18 @@
 """WAN impairment of one lab link (a site's underlay), applied in the WAN namespace.
 
+Delay, jitter and loss act like ``tc netem`` on the site's WAN interface: on what the site sends over the
+link. So 40 ms on a/fiber adds 40 ms to a round trip across it, and 5 % loss loses 5 % of the probes.
+
 - **Loss**: a rule ``numgen random mod 10000 < N drop`` (N = percent x 100, so 0.01 % steps) in the link's
-  nftables chain, which the forward chain enters for packets from the link (``iifname``) and to it
-  (``oifname``): each direction loses ``loss_pct`` independently, as netem on each end would.
-- **Down**: a ``drop`` rule in the same chain. Not ``ip link set down``: an interface going down removes
+  nftables chain, which the forward chain enters for packets from the link (``iifname``).
+- **Down**: a ``drop`` rule in that chain and in the link's inbound chain (``oifname``): a cut link
+  carries nothing in either direction. Not ``ip link set down``: an interface going down removes
   its connected routes and changes what the kernel routes where, while a real WAN outage leaves the
   branch's link up and silently eats the packets; a drop rule is exactly that, it fails the path at
   once, and ``up`` (clearing the rule) restores it with no routing state to rebuild.
 - **Delay and jitter**: the relay (:mod:`patronus.lab.relay`, one process for the lab, started with
-  :func:`start_relay`), per direction like ``tc netem delay``. Only links with a delay go through it: two
+  :func:`start_relay`), on the site's egress like ``tc netem delay``. Only links with a delay go through
+  it: two
   ``ip rule``\\ s per link (``iif <wan veth>`` and ``to <link subnet>``, pref 1000, table 4242) send their
   packets into the relay's TUN device; links without a delay stay on the kernel's fast path.
 
@@ -48,7 +52,7 @@ class RelayNotRunning(LabError):
 
 @dataclass(frozen=True)
 class Impairment:
-    """What a link does to its packets, per direction. The default is a clean link."""
+    """What a link does to the packets its site sends (down: to both directions). Default: a clean link."""
 
     delay_ms: float = 0.0
     jitter_ms: float = 0.0
@@ -97,10 +101,15 @@ def _resolve(plan: LabPlan, link: LinkPlan | str) -> LinkPlan:
 
 def nft_link_script(plan: LabPlan, link: LinkPlan, impairment: Impairment) -> str:
     """The nft transaction that replaces the link's loss/down rules (pure)."""
+    # Loss, like delay, is on the site's egress over the link (netem on its WAN interface); a link that is
+    # down carries nothing in either direction.
     chain = f"inet {NFT_TABLE} {link.nft_chain}"
-    lines = [f"flush chain {chain}"]
+    inbound = f"{chain}-in"
+    lines = [f"flush chain {chain}", f"flush chain {inbound}"]
     threshold = round(impairment.loss_pct * 100)
-    if impairment.down or threshold >= 10000:
+    if impairment.down:
+        lines += [f"add rule {chain} counter drop", f"add rule {inbound} counter drop"]
+    elif threshold >= 10000:
         lines.append(f"add rule {chain} counter drop")
     elif threshold > 0:
         lines.append(f"add rule {chain} numgen random mod 10000 < {threshold} counter drop")

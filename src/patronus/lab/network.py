@@ -61,9 +61,9 @@ def namespaces_present(prefix: str) -> list[str]:
 def nft_base_script(plan: LabPlan) -> str:
     """The WAN namespace's nftables table: a forward chain that jumps to one (empty) chain per link.
 
-    Packets are matched by interface *name* in both directions (``iifname`` from the site, ``oifname``
-    toward it), so a link's chain sees each packet of that link once per direction, also when the
-    packet makes a second pass through the relay's TUN device (that pass has the TUN as the other side).
+    Packets are matched by interface *name*: ``iifname`` (from the site) enters the link's chain, where
+    loss applies; ``oifname`` (toward it) enters ``<chain>-in``, used only when the link is down. Also when
+    the packet makes a second pass through the relay's TUN device (that pass has the TUN as the other side).
     """
     lines = [
         f"table inet {NFT_TABLE} {{",
@@ -72,9 +72,10 @@ def nft_base_script(plan: LabPlan) -> str:
     ]
     for link in plan.links:
         lines.append(f'    iifname "{link.wan_interface}" jump {link.nft_chain}')
-        lines.append(f'    oifname "{link.wan_interface}" jump {link.nft_chain}')
+        lines.append(f'    oifname "{link.wan_interface}" jump {link.nft_chain}-in')
     lines.append("  }")
     lines += [f"  chain {link.nft_chain} {{ }}" for link in plan.links]
+    lines += [f"  chain {link.nft_chain}-in {{ }}" for link in plan.links]
     lines.append("}")
     return "\n".join(lines) + "\n"
 

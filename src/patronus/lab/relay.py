@@ -10,9 +10,9 @@ WireGuard endpoints: it is transparent (endpoints stay the sites' real underlay 
 roaming, probes, pings and any other protocol all see the same delay), a link's delay does not depend on
 which peer happened to send first, and parameters change at run time with no tunnel restart.
 
-Semantics, like ``tc netem delay`` on each end of the link: ``delay`` applies *per direction*, to packets
-leaving the site over the link and to packets going to it. A round trip between a delayed site and an
-undelayed one therefore grows by twice the delay; a packet between two delayed links gets both delays.
+Semantics, like ``tc netem delay`` on the site's WAN interface: ``delay`` applies to packets leaving the
+site over the link. A round trip between a delayed site and an undelayed one therefore grows by the delay;
+between two delayed links by the sum of both.
 Jitter is uniform in [-jitter, +jitter], sampled per packet and link, clamped at zero delay; with jitter,
 packets may be reordered unless ``preserve_order`` is set for the link. Loss and outages are not done
 here but in nftables (see :mod:`patronus.lab.impair`), so they also hit links that are not delayed.
@@ -142,11 +142,13 @@ class Relay:
         if len(data) < 20 or data[0] >> 4 != 4:
             self.counters["dropped_not_ipv4"] += 1
             return
+        # Like netem on the site's WAN interface: a link delays what its site sends, so a 40 ms delay adds
+        # 40 ms to a round trip across it. Packets arriving toward the site pass undelayed.
         source = self._lookup(int.from_bytes(data[12:16], "big"))
-        target = self._lookup(int.from_bytes(data[16:20], "big"))
+        target = None
         delay = 0.0
         ordered = False
-        for link in (source, target):
+        for link in (source,):
             if link is not None:
                 link.packets += 1
                 delay += link.sample(self._rng)

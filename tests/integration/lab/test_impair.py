@@ -1,8 +1,8 @@
 """Impairments on a real lab link: delay and jitter through the relay, loss, down and up.
 
-``delay`` is per direction, like ``tc netem delay`` on each end of the link: 40 ms ± 5 ms on a/fiber adds
-40 ms to each packet a -> b and 40 ms to each reply b -> a, so the echo RTT a <-> b over fiber grows by
-80 ms (and its spread is the sum of two independent uniform ±5 ms, standard deviation ~4.1 ms).
+``delay`` and ``loss`` act like ``tc netem`` on the site's WAN interface: on what the site sends over the
+link. 40 ms ± 5 ms on a/fiber adds 40 ms to each packet a -> b (replies b -> a are not delayed), so the echo
+RTT a <-> b over fiber grows by 40 ms. ``down`` cuts both directions.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def test_relay_zero_delay_overhead(plan: LabPlan, capsys: pytest.CaptureFixture[
         pair.rtts(20)
         relayed = statistics.median(pair.rtts(300))
     stats = impair.relay_stats(plan)
-    assert stats["links"]["a/fiber"]["packets"] >= 640  # both directions went through the relay
+    assert stats["links"]["a/fiber"]["packets"] >= 320  # every packet a sent over fiber was relayed
     overhead = relayed - direct
     with capsys.disabled():
         print(
@@ -71,16 +71,16 @@ def test_delay_and_jitter_per_direction_changed_at_run_time(plan: LabPlan) -> No
         assert impair.current(plan, "a/fiber") == Impairment(delay_ms=40, jitter_ms=5)
         samples = pair.rtts(60)
         added = statistics.fmean(samples) - base
-        assert abs(added - 80.0) <= 3.0, f"RTT grew by {added:.2f} ms, expected 80 (40 each way)"
-        assert 2.0 <= statistics.pstdev(samples) <= 7.0
-        assert min(samples) >= 70.0
-        assert max(samples) <= 95.0
+        assert abs(added - 40.0) <= 3.0, f"RTT grew by {added:.2f} ms, expected 40 (a's egress)"
+        assert 1.5 <= statistics.pstdev(samples) <= 5.0  # uniform +-5 ms: ~2.9 ms
+        assert min(samples) >= 34.0
+        assert max(samples) <= 50.0
         assert other.mean_rtt(10) < base + 2.0  # the same sites' lte link is untouched
 
         # New parameters on the same sockets: nothing restarts, the next packets see them.
         impair.set_impairment(plan, "a/fiber", Impairment(delay_ms=10))
         added = pair.mean_rtt(20) - base
-        assert abs(added - 20.0) <= 2.0, f"RTT grew by {added:.2f} ms, expected 20"
+        assert abs(added - 10.0) <= 2.0, f"RTT grew by {added:.2f} ms, expected 10"
 
         impair.clear(plan, "a/fiber")
         assert impair.current(plan, "a/fiber") == Impairment()
@@ -93,7 +93,7 @@ def test_delays_of_both_ends_add_up(plan: LabPlan) -> None:
         impair.set_impairment(plan, "b/lte", Impairment(delay_ms=5))
         impair.set_impairment(plan, "c/lte", Impairment(delay_ms=10))
         added = pair.mean_rtt(20) - base
-    assert abs(added - 30.0) <= 2.0, f"RTT grew by {added:.2f} ms, expected 2 x (5 + 10)"
+    assert abs(added - 15.0) <= 2.0, f"RTT grew by {added:.2f} ms, expected 5 + 10 (each end's egress)"
 
 
 def test_loss_is_random_per_direction_within_two_points(plan: LabPlan) -> None:
@@ -155,4 +155,4 @@ def test_relay_restart_falls_back_then_restores_delays(plan: LabPlan, relay_log:
         assert impair.current(plan, "a/fiber") == Impairment(delay_ms=10)  # a refused change changes nothing
         _RELAY["process"] = impair.start_relay(plan, relay_log)
         added = pair.mean_rtt(10) - base
-    assert abs(added - 20.0) <= 2.0, f"RTT grew by {added:.2f} ms after the restart, expected 20"
+    assert abs(added - 10.0) <= 2.0, f"RTT grew by {added:.2f} ms after the restart, expected 10"
