@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
 .PHONY: setup controlplane build crds lint typecheck test test-unit test-integration test-e2e e2e-local \
-        dev-up dev-down clean
+        dev-up dev-down lab lab-down clean
 
 setup:  ## Debian packages, virtualenv, control-plane binaries (each skipped when current)
 	scripts/bootstrap.sh
@@ -48,6 +48,12 @@ dev-up: setup  ## start a local control plane with the CRDs; prints the export K
 
 dev-down:
 	@$(VENV)/bin/patronus dev down
+
+lab: setup  ## the SD-WAN lab: sites in network namespaces, control plane, operator, agents (root)
+	@$(VENV)/bin/patronus lab up
+
+lab-down:  ## stop the lab; nothing of it is left but its logs
+	@$(VENV)/bin/patronus lab down
 
 clean:
 	rm -rf dist build .pytest_cache .mypy_cache .ruff_cache

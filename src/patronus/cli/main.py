@@ -8,7 +8,9 @@ import click
 
 from patronus import __version__
 from patronus.api.crd import render_all_yaml, write_crds
+from patronus.cli.agent import agent_group
 from patronus.cli.dev import controlplane_group, dev_group
+from patronus.cli.lab import lab_group
 from patronus.cli.operator import operator_group
 
 
@@ -37,6 +39,8 @@ def crds(out_dir: Path | None) -> None:
 cli.add_command(dev_group)
 cli.add_command(controlplane_group)
 cli.add_command(operator_group)
+cli.add_command(lab_group)
+cli.add_command(agent_group)
 
 
 def main() -> None:

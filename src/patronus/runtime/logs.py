@@ -83,6 +83,9 @@ def configure_logging(level: str = "info", fmt: str = "json", *, stream: TextIO 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(LEVELS[level.lower()])
+    # One line per HTTP request drowns everything else at info; keep the clients' warnings only.
+    for noisy in ("httpx2", "httpcore2", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(LEVELS[level.lower()], logging.WARNING))
 
 
 def get_logger(name: str | None = None, **initial: Any) -> structlog.stdlib.BoundLogger:
