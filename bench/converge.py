@@ -12,7 +12,8 @@ key and keeps it in a Secret. Even-numbered policies name a primary and a same-s
 mesh; odd-numbered ones name no path (so every site enforces them). The clock runs from the first create
 until every Site, Mesh and Policy shows ``status.observedGeneration == metadata.generation`` and every
 Path the mesh implies exists with a current observedGeneration too (paginated LISTs, one round at most
-every 0.5 s: the convergence time is exact to one poll round). Polling continues until the operator has
+every 0.5 s, from a thread with an event loop of its own so that a busy operator loop cannot delay
+the measurement: the convergence time is exact to one poll round). Polling continues until the operator has
 written nothing for ``--quiet`` seconds, so the time of its *last* write is reported as well.
 
 Floor (operator stopped, fresh namespace): a plain async client writes the same end state directly: the
@@ -59,7 +60,7 @@ from lightkube import AsyncClient, Client, KubeConfig
 
 from patronus.api import Site
 from patronus.kube.crds import install_crds
-from patronus.kube.rest import RestClient
+from patronus.kube.rest import KubeConnectionError, RestClient
 from patronus.operator.apply import FIELD_MANAGER, with_digest
 from patronus.operator.children import CONFIG_KEY, SITE_LABEL, desired_children
 from patronus.operator.config import OperatorConfig, load_config
@@ -510,65 +511,111 @@ class OperatorOutcome:
     children: Counter[str]
 
 
-async def create_all(creator: RestClient, namespace: str, work: Workload, limit: int) -> None:
+async def create_all(
+    creator: RestClient, namespace: str, work: Workload, limit: int, done: list[float]
+) -> None:
     objects = [*work.sites, work.mesh, *work.policies]
 
     def job(obj: Object) -> Callable[[], Awaitable[Object]]:
         return lambda: creator.create(in_namespace(obj, namespace))
 
     await bounded_gather(limit, [job(obj) for obj in objects])
+    done.append(time.monotonic())
 
 
 def queue_line(manager: Manager) -> str:
     return " ".join(f"{c.name}={len(c.queue)}+{len(c.queue.processing())}" for c in manager.controllers)
 
 
-async def wait_converged(
+@dataclass
+class Watch:
+    """What the watcher thread measured; times are seconds since the first create."""
+
+    started: float
+    converged: float | None = None
+    last_write: float | None = None
+    api_after: Counter[tuple[str, str]] = field(default_factory=Counter)
+    cpu_after: CpuSnapshot = field(default_factory=CpuSnapshot)
+    hwm_kib: int = 0
+    maxrss_kib: int = 0
+
+
+def watch_in_thread(
+    plane: ControlPlane,
     manager: Manager,
+    rest: CountingRestClient,
     *,
-    poller: RestClient,
     namespace: str,
     work: Workload,
-    creates: asyncio.Task[None],
-    timeout: float,
-) -> tuple[float | None, float | None]:
-    """Poll until converged; (seconds to convergence, seconds until every create was acknowledged)."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    created: list[float],
+    args: argparse.Namespace,
+    started: float,
+) -> Watch:
+    """Poll for convergence, then for quiet, on a thread and event loop of its own.
+
+    The operator shares this process's main event loop; a separate loop keeps the measurement (and the
+    deadline) independent of how well the operator lets its loop breathe.
+    """
+    watch = Watch(started)
+    asyncio.run(_watch(plane, manager, rest, namespace, work, created, args, watch))
+    # The end of the phase: measured here, not after the main loop gets round to it.
+    watch.api_after = apiserver_requests(plane)
+    watch.cpu_after = CpuSnapshot.take(plane)
+    watch.hwm_kib = proc_status_kib("VmHWM")
+    watch.maxrss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return watch
+
+
+async def _watch(  # noqa: PLR0917
+    plane: ControlPlane,
+    manager: Manager,
+    rest: CountingRestClient,
+    namespace: str,
+    work: Workload,
+    created: list[float],
+    args: argparse.Namespace,
+    watch: Watch,
+) -> None:
+    started = watch.started
     finished: set[str] = set()
     next_progress = started + PROGRESS_EVERY
-    created_at: float | None = None
-    while loop.time() < started + timeout:
-        round_started = loop.time()
-        if created_at is None and creates.done():
-            creates.result()
-            created_at = loop.time() - started
-            print(f"  [{created_at:7.1f}s] all {work.objects} objects created", flush=True)
-        progress = await check(poller, namespace, work, finished)
-        now = loop.time()
-        if progress.done(work) and creates.done():
-            print(f"  [{now - started:7.1f}s] converged: {progress.line(work)}", flush=True)
-            return now - started, created_at
-        if now >= next_progress:
+    announced = False
+    async with RestClient.from_kubeconfig(plane.kubeconfig, field_manager="bench-poller") as poller:
+        while time.monotonic() < started + args.timeout:
+            round_started = time.monotonic()
+            if created and not announced:
+                announced = True
+                print(f"  [{created[0] - started:7.1f}s] all {work.objects} objects created", flush=True)
+            try:
+                progress = await check(poller, namespace, work, finished)
+            except KubeConnectionError as error:
+                print(f"  [{time.monotonic() - started:7.1f}s] poll failed: {error}", flush=True)
+                continue
+            now = time.monotonic()
+            if progress.done(work) and created:
+                watch.converged = now - started
+                print(f"  [{now - started:7.1f}s] converged: {progress.line(work)}", flush=True)
+                break
+            if now >= next_progress:
+                print(
+                    f"  [{now - started:7.1f}s] {progress.line(work)}  queues (waiting+busy) "
+                    f"{queue_line(manager)}",
+                    flush=True,
+                )
+                next_progress = now + PROGRESS_EVERY
+            await asyncio.sleep(max(0.0, POLL_PERIOD - (time.monotonic() - round_started)))
+        else:
             print(
-                f"  [{now - started:7.1f}s] {progress.line(work)}  queues (waiting+busy) "
-                f"{queue_line(manager)}",
+                f"  [{time.monotonic() - started:7.1f}s] did not converge within {args.timeout:.0f}s",
                 flush=True,
             )
-            next_progress = now + PROGRESS_EVERY
-        await asyncio.sleep(max(0.0, POLL_PERIOD - (loop.time() - round_started)))
-    print(f"  did not converge within {timeout:.0f}s", flush=True)
-    return None, created_at
-
-
-async def wait_quiet(rest: CountingRestClient, quiet: float) -> None:
-    """Until the operator has written nothing for ``quiet`` seconds (bounded)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + max(quiet * 10, 60.0)
-    while loop.time() < deadline:
-        if rest.last_write and time.monotonic() - rest.last_write >= quiet:
-            return
+    # Until the operator has written nothing for --quiet seconds (bounded).
+    deadline = time.monotonic() + max(args.quiet * 10, 60.0)
+    while time.monotonic() < deadline:
+        if rest.last_write and time.monotonic() - rest.last_write >= args.quiet:
+            break
         await asyncio.sleep(0.25)
+    watch.last_write = rest.last_write - started if rest.last_write else None
 
 
 async def end_state(
@@ -625,22 +672,31 @@ async def run_operator_phase(
     if profiler is not None:
         profiler.enable()
     started = time.monotonic()
-    creates = asyncio.create_task(create_all(creator, namespace, work, args.creators))
-    converged, created_at = await wait_converged(
-        manager, poller=poller, namespace=namespace, work=work, creates=creates, timeout=args.timeout
+    created: list[float] = []
+    creates = asyncio.create_task(create_all(creator, namespace, work, args.creators, created))
+    watch = await asyncio.to_thread(
+        watch_in_thread,
+        plane,
+        manager,
+        rest,
+        namespace=namespace,
+        work=work,
+        created=created,
+        args=args,
+        started=started,
     )
+    if profiler is not None:
+        profiler.disable()
     if not creates.done():
         creates.cancel()
     with contextlib.suppress(BaseException):
         await creates
-    await wait_quiet(rest, args.quiet)
-    last_write = rest.last_write - started if rest.last_write else None
-    if profiler is not None:
-        profiler.disable()
-    api_after = apiserver_requests(plane)
-    cpu = CpuSnapshot.take(plane).since(cpu_before)
-    hwm = proc_status_kib("VmHWM")
-    maxrss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    manager.stop()
+    await asyncio.wait_for(task, 300)
+    api_after, cpu = watch.api_after, watch.cpu_after.since(cpu_before)
+    hwm, maxrss_after = watch.hwm_kib, watch.maxrss_kib
+    converged, last_write = watch.converged, watch.last_write
+    created_at = created[0] - started if created else None
 
     statuses, configs, children = await end_state(poller, namespace)
     extra = {
@@ -657,8 +713,6 @@ async def run_operator_phase(
         "maxrss_after_kib": maxrss_after,
         "profile": profile_report(profiler),
     }
-    manager.stop()
-    await asyncio.wait_for(task, 60)
     for closing in (rest, creator, poller):
         await closing.close()
     await client.close()

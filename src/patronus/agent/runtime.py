@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from patronus.agent.dataplane.routing import (
 )
 from patronus.agent.dataplane.wireguard import PeerSpec, WireGuardInterface
 from patronus.agent.failover import Decision, FailoverPolicy, FailoverState
-from patronus.agent.probe_stats import CheckResult
+from patronus.agent.probe_stats import CheckResult, PathState
 from patronus.agent.prober import PathProber, ProbeResponder
 from patronus.agent.reporter import StatusReporter
 from patronus.kube.rest import ApiError, NotFoundError, RestClient
@@ -40,10 +41,13 @@ from patronus.runtime.clock import Clock, SystemClock
 from patronus.runtime.informer import Informer
 from patronus.runtime.logs import get_logger
 from patronus.runtime.resource import CONFIG_MAP
+from patronus.topology.health import health_score
 
 log = get_logger(__name__)
 
 PROBE_PORT = 51900
+LOSS_WINDOW_PROBES = 100  # loss and health are judged over about this many recent probes
+DEGRADED_BELOW = 70.0
 HEARTBEAT_INTERVAL = 10.0  # the operator calls a site quiet after three missed beats
 POLICY_REPORT_INTERVAL = 5.0
 REPLY_TABLE = "patronus_replies"
@@ -78,6 +82,7 @@ class _State:
     primary_interface: str | None = None
     reported: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     last_failover: dict[str, datetime] = field(default_factory=dict)
+    loss_windows: dict[str, deque[tuple[int, int]]] = field(default_factory=dict)
 
 
 class SiteAgent:
@@ -243,6 +248,21 @@ class SiteAgent:
         for iface in interfaces:
             mark = hex(marks[iface["underlay"]])
             lines.append(f"\t\tmeta mark 0 ct mark {mark} meta mark set {mark}")
+        # Forwarded flows too: a flow a peer opened over lte gets its replies back over lte, not over the
+        # primary (which may be the very link that failed and made the peer move to lte).
+        tunnels = ", ".join(f'"{iface["name"]}"' for iface in interfaces) or '"-"'
+        lines += [
+            "\t}",
+            "\tchain prerouting {",
+            "\t\ttype filter hook prerouting priority mangle - 10; policy accept;",
+        ]
+        for iface in interfaces:
+            lines.append(
+                f'\t\tiifname "{iface["name"]}" ct state new ct mark set {hex(marks[iface["underlay"]])}'
+            )
+        for iface in interfaces:
+            mark = hex(marks[iface["underlay"]])
+            lines.append(f"\t\tiifname != {{ {tunnels} }} meta mark 0 ct mark {mark} meta mark set {mark}")
         lines += ["\t}", "}"]
         run(["nft", "-f", "-"], input="\n".join(lines) + "\n")
 
@@ -328,7 +348,25 @@ class SiteAgent:
 
     # -- measurements and decisions ---------------------------------------------------------------
 
-    async def _on_check(self, path: str, result: CheckResult) -> None:
+    def _smoothed(self, path: str, result: CheckResult) -> CheckResult:
+        """The check with loss (and so health) over the last LOSS_WINDOW_PROBES probes.
+
+        One lost probe of five is 20 % loss for that check, a health of about 45: failing voice over on a
+        single lost packet would flap it for nothing. A whole check lost still means down at once.
+        """
+        window = self.state.loss_windows.setdefault(path, deque())
+        window.append((result.sent, result.received))
+        while sum(sent for sent, _ in window) - window[0][0] >= LOSS_WINDOW_PROBES:
+            window.popleft()
+        sent = sum(s for s, _ in window)
+        received = sum(r for _, r in window)
+        loss = 100.0 * (sent - received) / sent if sent else result.loss_pct
+        health = health_score(result.latency_ms or 0.0, result.jitter_ms or 0.0, loss)
+        state: PathState = "down" if result.received == 0 else "degraded" if health < DEGRADED_BELOW else "up"
+        return replace(result, loss_pct=loss, health_score=0.0 if state == "down" else health, state=state)
+
+    async def _on_check(self, path: str, raw: CheckResult) -> None:
+        result = self._smoothed(path, raw)
         now = self.clock.monotonic()
         for name, state in self.state.failover.items():
             decision = state.observe(path, result, now)

@@ -106,14 +106,24 @@ class Controller:
         child.on_any_change(enqueue_owners)
         return self
 
-    def watches(self, source: KindCache, mapper: Mapper) -> Controller:
-        """A change to an object of ``source`` enqueues the keys ``mapper`` returns for it."""
+    def watches(
+        self, source: KindCache, mapper: Mapper, *, on_update: Callable[[Object, Object], bool] | None = None
+    ) -> Controller:
+        """A change to an object of ``source`` enqueues the keys ``mapper`` returns for it.
+
+        ``on_update(old, new)`` filters updates (for example: only when the spec changed), so a status
+        write on a popular object does not requeue everything that maps from it.
+        """
 
         def enqueue_mapped(obj: Object) -> None:
             for key in mapper(obj):
                 self.queue.add(key)
 
-        source.on_any_change(enqueue_mapped)
+        def updated(old: Object, new: Object) -> None:
+            if on_update is None or on_update(old, new):
+                enqueue_mapped(new)
+
+        source.add_handler(enqueue_mapped, updated, enqueue_mapped)
         return self
 
     # -- running ----------------------------------------------------------------------------------
@@ -169,6 +179,10 @@ class Controller:
             except QueueShutDown:
                 return
             try:
+                # get() returns at once while keys wait, and a reconcile with nothing to write awaits
+                # nothing: without this, one worker could drain the whole queue in one loop step and
+                # starve watches, HTTP calls and the health checks.
+                await asyncio.sleep(0)
                 if self._stopping:
                     continue  # shutting down: leave queued work for the next leader
                 self._busy += 1

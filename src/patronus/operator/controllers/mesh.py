@@ -7,6 +7,7 @@ not exist are reported, not guessed at; their Paths appear when they do.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -27,6 +28,7 @@ from patronus.topology import PathPlan, mean_health, mesh_hubs, plan_paths
 log = get_logger(__name__)
 
 MESH_LABEL = "sdwan.patronus.dev/mesh"
+PATH_WRITE_CONCURRENCY = 16
 DESTINATION_LABEL = "sdwan.patronus.dev/destination"
 
 
@@ -110,10 +112,16 @@ class MeshReconciler:
         # The default hub is the first *listed* site: if it is missing, no spoke is promoted in its place.
         plans = plan_paths(key.name, existing, mesh.spec.topology, mesh_hubs(mesh))
 
-        for plan in plans:
-            await apply_if_changed(
-                self.ctx.rest, PATH, path_manifest(obj, plan), caches.paths.get(key.namespace, plan.name)
-            )
+        # A big mesh implies thousands of Paths: write them a few at a time, not one after the other.
+        limit = asyncio.Semaphore(PATH_WRITE_CONCURRENCY)
+
+        async def ensure(plan: PathPlan) -> None:
+            async with limit:
+                await apply_if_changed(
+                    self.ctx.rest, PATH, path_manifest(obj, plan), caches.paths.get(key.namespace, plan.name)
+                )
+
+        await asyncio.gather(*(ensure(plan) for plan in plans))
         wanted = {plan.name for plan in plans}
         owned = [p for p in caches.paths.by_index("owner", obj["metadata"]["uid"])]
         for path in owned:

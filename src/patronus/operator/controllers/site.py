@@ -27,7 +27,8 @@ from patronus.operator import children
 from patronus.operator.apply import apply_if_changed, apply_status_if_changed
 from patronus.operator.conditions import Cond, merge
 from patronus.operator.controllers.context import Context
-from patronus.operator.indexes import ALL_SITES, BY_ENFORCING_SITE, BY_SOURCE, ref
+from patronus.operator.indexes import ALL_SITES, BY_ENFORCING_SITE, BY_MESH_SITE, BY_PEER, BY_SOURCE, ref
+from patronus.operator.parsed import parsed
 from patronus.runtime.controller import Result
 from patronus.runtime.logs import get_logger
 from patronus.runtime.resource import (
@@ -169,8 +170,8 @@ class SiteReconciler:
             local,
             key.namespace,
             {u.name: peers_for(local, peer_views, u.name) for u in local.underlays},
-            [model for p in paths if (model := _model(Path, p)) is not None],
-            [model for p in policies if (model := _model(Policy, p)) is not None],
+            [path for p in paths if (path := parsed(Path, p)) is not None],
+            [policy for p in policies if (policy := parsed(Policy, p)) is not None],
         )
         digest = config_digest(config)
         rendered = config_json(config)
@@ -360,15 +361,20 @@ class SiteReconciler:
     # -- the world around the site ----------------------------------------------------------------
 
     def _peer_sites(self, namespace: str, name: str, site: Site) -> list[tuple[dict[str, Any], Site]]:
-        meshes = [m for m in (_model(Mesh, obj) for obj in self.ctx.caches.meshes.list(namespace)) if m]
-        others = [s for s in (_model(Site, obj) for obj in self.ctx.caches.sites.list(namespace)) if s]
+        # Only the meshes that list this site and the sites whose peerWith names it (both indexed):
+        # looking at every object in the namespace made each reconcile O(namespace).
+        me = ref(namespace, name)
+        meshes = [
+            m for m in (parsed(Mesh, obj) for obj in self.ctx.caches.meshes.by_index(BY_MESH_SITE, me)) if m
+        ]
+        others = [s for s in (parsed(Site, obj) for obj in self.ctx.caches.sites.by_index(BY_PEER, me)) if s]
         found = []
         # sites= also counts a peer's own peerWith naming this site, so both ends of a tunnel exist.
-        for peer in peer_names(site, meshes, sites=others):
-            peer_obj = self.ctx.caches.sites.get(namespace, peer)
-            parsed = _model(Site, peer_obj) if peer_obj else None
-            if peer_obj is not None and parsed is not None:
-                found.append((peer_obj, parsed))
+        for peer_name in peer_names(site, meshes, sites=others):
+            peer_obj = self.ctx.caches.sites.get(namespace, peer_name)
+            peer = parsed(Site, peer_obj)
+            if peer_obj is not None and peer is not None:
+                found.append((peer_obj, peer))
         return found
 
     def _policies(self, namespace: str, name: str) -> list[dict[str, Any]]:
@@ -409,12 +415,3 @@ class SiteReconciler:
             self.ctx.events.event(
                 obj, "Warning", "SiteDegraded", "agent quiet or paths not up; see conditions"
             )
-
-
-def _model(model: type[Any], obj: dict[str, Any] | None) -> Any:
-    if obj is None:
-        return None
-    try:
-        return model.model_validate(obj)
-    except ValidationError:
-        return None

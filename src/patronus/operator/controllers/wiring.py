@@ -29,6 +29,20 @@ from patronus.runtime.resource import (
 )
 
 
+def spec_changed(old: Object, new: Object) -> bool:
+    """The spec moved (metadata.generation), not just the status."""
+    return bool(old.get("metadata", {}).get("generation") != new.get("metadata", {}).get("generation"))
+
+
+def peer_identity_changed(old: Object, new: Object) -> bool:
+    """What a peer's configuration reads from a site: its spec, public key and overlay address (a
+    heartbeat, which changes only lastHeartbeatTime every few seconds, concerns no peer)."""
+    old_status, new_status = old.get("status") or {}, new.get("status") or {}
+    return spec_changed(old, new) or any(
+        old_status.get(field) != new_status.get(field) for field in ("publicKey", "overlayAddress")
+    )
+
+
 def build_caches(manager: Manager) -> Caches:
     children = indexes.MANAGED_BY_SELECTOR
     caches = Caches(
@@ -152,24 +166,28 @@ def register(manager: Manager, config: OperatorConfig) -> None:
     ):
         site_controller.owns(child)
     (
-        site_controller.watches(caches.sites, sites_related_to_site)
-        .watches(caches.meshes, sites_of_mesh)
+        site_controller.watches(caches.sites, sites_related_to_site, on_update=peer_identity_changed)
+        .watches(caches.meshes, sites_of_mesh, on_update=spec_changed)
         .watches(caches.paths, source_site_of_path)
-        .watches(caches.policies, sites_of_policy)
+        .watches(caches.policies, sites_of_policy, on_update=spec_changed)
     )
 
     (
         manager.controller("mesh", MeshReconciler(ctx), MESH)
-        .watches(caches.sites, meshes_of_site)
+        .watches(caches.sites, meshes_of_site, on_update=spec_changed)
         .watches(caches.paths, owning_mesh_of_path)
     )
 
-    (manager.controller("path", PathReconciler(ctx), PATH).watches(caches.sites, paths_of_site))
+    (
+        manager.controller("path", PathReconciler(ctx), PATH).watches(
+            caches.sites, paths_of_site, on_update=spec_changed
+        )
+    )
 
     (
         manager.controller("policy", PolicyReconciler(ctx), POLICY)
-        .watches(caches.paths, policies_of_path)
-        .watches(caches.sites, policies_of_site)
+        .watches(caches.paths, policies_of_path, on_update=spec_changed)
+        .watches(caches.sites, policies_of_site, on_update=spec_changed)
     )
 
     ResourceGauges(caches).register(manager.metrics.registry)

@@ -1,0 +1,44 @@
+"""Parsed models of cached objects, memoised by (kind, uid, resourceVersion).
+
+A reconcile reads many neighbours (peers, meshes, policies); validating each of them every time made a
+site's reconcile cost grow with the size of the namespace. An object's parse changes only with its
+resourceVersion, so it is parsed once per version.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+_MAX_ENTRIES = 50_000
+_cache: OrderedDict[tuple[str, str, str], BaseModel | None] = OrderedDict()
+
+
+def parsed(model: type[M], obj: dict[str, Any] | None) -> M | None:
+    """``model.model_validate(obj)``, or None when ``obj`` is None or invalid; memoised per version."""
+    if obj is None:
+        return None
+    meta = obj.get("metadata") or {}
+    uid, version = meta.get("uid"), meta.get("resourceVersion")
+    if not uid or not version:
+        return _validate(model, obj)
+    key = (model.__name__, str(uid), str(version))
+    if key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key]  # type: ignore[return-value]
+    result = _validate(model, obj)
+    _cache[key] = result
+    if len(_cache) > _MAX_ENTRIES:
+        _cache.popitem(last=False)
+    return result
+
+
+def _validate(model: type[M], obj: dict[str, Any]) -> M | None:
+    try:
+        return model.model_validate(obj)
+    except ValidationError:
+        return None
