@@ -19,7 +19,9 @@ FIELD_MANAGER = "patronus-agent"
 
 
 def _stamp(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 with milliseconds: with probe intervals below a second, whole seconds cannot tell a fresh
+    report from a stale one."""
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def path_status(result: CheckResult, checked_at: datetime) -> dict[str, Any]:

@@ -83,6 +83,7 @@ class _State:
     reported: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     last_failover: dict[str, datetime] = field(default_factory=dict)
     loss_windows: dict[str, deque[tuple[int, int]]] = field(default_factory=dict)
+    qos_applied: dict[str, list[tuple[str, str, int]]] = field(default_factory=dict)
 
 
 class SiteAgent:
@@ -335,10 +336,14 @@ class SiteAgent:
             (p.name, p.qos_class or "default", int(p.bandwidth_bps)) for p in policies if p.bandwidth_bps
         ]
         for name in interfaces:
+            # Only when the classes change: htb refuses a `replace` of its root with new parameters, and
+            # rebuilding queues on every unrelated configuration change would reset them for nothing.
+            if self.state.qos_applied.get(name) == classes:
+                continue
+            qos.clear(name)
             if classes:
                 qos.apply_htb(name, classes, DEFAULT_LINK_RATE_BPS)
-            else:
-                qos.clear(name)
+            self.state.qos_applied[name] = classes
 
     def _path_in_use(self, name: str, config: dict[str, Any]) -> str | None:
         state = self.state.failover.get(name)
@@ -393,12 +398,13 @@ class SiteAgent:
             path=decision.path,
             reason=decision.reason,
         )
+        # Status first: it is what `kubectl get policies -w` shows; the Event is the history.
+        await self._report_policy(policy, force=True)
         await self._event(
             policy,
             "PolicyFailover" if decision.path != self._primary(policy) else "PolicyFailback",
             f"traffic moved from {decision.previous} to {decision.path}: {decision.reason}",
         )
-        await self._report_policy(policy, force=True)
 
     def _primary(self, policy: str) -> str | None:
         return (self.state.policy_configs.get(policy, {}).get("action") or {}).get("primaryPath")

@@ -24,6 +24,7 @@ from patronus.runtime.resource import PATH, ObjectKey
 log = get_logger(__name__)
 
 STALE_AFTER_INTERVALS = 3
+MIN_STALE_AFTER = 1.0
 
 
 def report_age(status: dict[str, Any], now: datetime) -> float | None:
@@ -70,7 +71,8 @@ class PathReconciler:
             if self.ctx.caches.sites.get(key.namespace, site) is None
         ]
         interval = parse_duration(path.spec.monitoring.interval)
-        stale_after = STALE_AFTER_INTERVALS * interval
+        # At least a second: a report's write takes time, and an older agent stamps whole seconds.
+        stale_after = max(STALE_AFTER_INTERVALS * interval, MIN_STALE_AFTER)
         age = report_age(status, now)
         fresh = age is not None and age <= stale_after
         reported_state = status.get("state") if fresh else None
