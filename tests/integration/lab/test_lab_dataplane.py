@@ -30,7 +30,6 @@ from patronus.testing.controlplane import Binaries
 from patronus.topology.mesh import path_name
 from tests.integration.lab import require_root, unique_prefix
 
-
 SO_RCVBUFFORCE = 33  # Linux; the socket module does not name it. Root may exceed rmem_max with it.
 
 
