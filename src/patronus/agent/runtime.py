@@ -32,7 +32,7 @@ from patronus.agent.dataplane.routing import (
     route_table_for,
 )
 from patronus.agent.dataplane.wireguard import PeerSpec, WireGuardInterface
-from patronus.agent.failover import Decision, FailoverPolicy, FailoverState
+from patronus.agent.failover import Decision, FailoverPolicy, FailoverState, healthiest
 from patronus.agent.probe_stats import CheckResult, PathState
 from patronus.agent.prober import PathProber, ProbeResponder
 from patronus.agent.reporter import StatusReporter
@@ -48,6 +48,7 @@ log = get_logger(__name__)
 PROBE_PORT = 51900
 LOSS_WINDOW_PROBES = 100  # loss and health are judged over about this many recent probes
 DEGRADED_BELOW = 70.0
+UNMATCHED_MARGIN = 5.0  # health points another path must gain before unmatched traffic moves to it
 HEARTBEAT_INTERVAL = 10.0  # the operator calls a site quiet after three missed beats
 POLICY_REPORT_INTERVAL = 5.0
 REPLY_TABLE = "patronus_replies"
@@ -84,6 +85,11 @@ class _State:
     last_failover: dict[str, datetime] = field(default_factory=dict)
     loss_windows: dict[str, deque[tuple[int, int]]] = field(default_factory=dict)
     qos_applied: dict[str, list[tuple[str, str, int]]] = field(default_factory=dict)
+    # Unmatched traffic: per destination site, the path its main-table routes use now.
+    path_route: dict[str, tuple[str, str]] = field(default_factory=dict)  # path -> (destination, interface)
+    peer_cidrs: dict[str, list[str]] = field(default_factory=dict)
+    unmatched_choice: dict[str, str] = field(default_factory=dict)
+    latest: dict[str, CheckResult] = field(default_factory=dict)
 
 
 class SiteAgent:
@@ -196,6 +202,17 @@ class SiteAgent:
 
         paths = {p["name"]: p for p in config.get("paths") or []}
         self.state.path_underlay = {name: p["underlay"] for name, p in paths.items()}
+        self.state.path_route = {
+            name: (str(p["destination"]), str(p["interface"]))
+            for name, p in paths.items()
+            if p.get("interface")
+        }
+        self.state.peer_cidrs = {
+            str(peer["site"]): list(peer.get("allowedIPs") or [])
+            for iface in interfaces[:1]
+            for peer in iface.get("peers") or []
+        }
+        self.state.unmatched_choice = {}  # the main routes were just reset to the primary underlay
         await self._sync_probers(paths, marks, overlay)
         self._sync_policies(config.get("policies") or [])
         path_marks = {name: marks[p["underlay"]] for name, p in paths.items() if p["underlay"] in marks}
@@ -370,8 +387,55 @@ class SiteAgent:
         state: PathState = "down" if result.received == 0 else "degraded" if health < DEGRADED_BELOW else "up"
         return replace(result, loss_pct=loss, health_score=0.0 if state == "down" else health, state=state)
 
+    def _steer_unmatched(self, path: str, result: CheckResult) -> list[list[str]]:
+        """The main-table routes to change so that a destination's unmatched traffic uses its healthiest
+        path; a path is left only when it is down or another is clearly (5 points) healthier."""
+        self.state.latest[path] = result
+        if path not in self.state.path_route:
+            return []
+        destination = self.state.path_route[path][0]
+        candidates = {
+            name: self.state.latest[name]
+            for name, (dest, _iface) in self.state.path_route.items()
+            if dest == destination and name in self.state.latest
+        }
+        current = self.state.unmatched_choice.get(destination)
+        best = healthiest(candidates)
+        if best is None or best == current:
+            return []
+        if (
+            current in candidates
+            and not candidates[current].is_down
+            and candidates[best].health_score - candidates[current].health_score < UNMATCHED_MARGIN
+        ):
+            return []
+        if current is None and self._primary_interface_path(destination) == best:
+            self.state.unmatched_choice[destination] = best  # already where the main table sends it
+            return []
+        self.state.unmatched_choice[destination] = best
+        interface = self.state.path_route[best][1]
+        return [
+            ["ip", "route", "replace", cidr, "dev", interface]
+            for cidr in self.state.peer_cidrs.get(destination, [])
+        ]
+
+    def _primary_interface_path(self, destination: str) -> str | None:
+        return next(
+            (
+                name
+                for name, (dest, iface) in self.state.path_route.items()
+                if dest == destination and iface == self.state.primary_interface
+            ),
+            None,
+        )
+
     async def _on_check(self, path: str, raw: CheckResult) -> None:
         result = self._smoothed(path, raw)
+        for command in self._steer_unmatched(path, result):
+            try:
+                await asyncio.to_thread(run, command)
+            except CommandError as error:
+                self._log.warning("could not steer unmatched traffic", path=path, error=str(error))
         now = self.clock.monotonic()
         for name, state in self.state.failover.items():
             decision = state.observe(path, result, now)

@@ -288,6 +288,24 @@ def test_cutting_the_primary_fails_over_and_the_cooldown_holds(running_lab: Runn
             time.sleep(0.002)
         sender.close()
         assert lab.wg_transfer("a").get("wg-lte", 0) - sent_before >= 80 * 500
+        # Traffic no policy matches takes the healthiest path too: it still gets through, over lte.
+        receiver = network.netns_socket(lab.plan.site("b").host_namespace, socket.AF_INET, socket.SOCK_DGRAM)
+        receiver.bind((str(lab.plan.site("b").host_address), 9100))
+        receiver.settimeout(0.5)
+        sender = network.netns_socket(lab.plan.site("a").host_namespace, socket.AF_INET, socket.SOCK_DGRAM)
+
+        def unmatched_gets_through() -> bool:
+            sender.sendto(b"unmatched", (str(lab.plan.site("b").host_address), 9100))
+            try:
+                return receiver.recvfrom(100)[0] == b"unmatched"
+            except TimeoutError:
+                return False
+
+        try:
+            eventually(unmatched_gets_through, 10, "unmatched traffic over the healthy path")
+        finally:
+            sender.close()
+            receiver.close()
     finally:
         impair.clear(lab.plan, "a/fiber")
 
