@@ -12,6 +12,7 @@ from typing import Any
 from patronus.agent.probe_stats import CheckResult
 from patronus.api.meta import GROUP_VERSION
 from patronus.kube.rest import RestClient
+from patronus.kube.timestamps import format_time
 from patronus.runtime.clock import Clock, SystemClock
 from patronus.runtime.resource import PATH, POLICY, SITE, ResourceKind
 
@@ -19,9 +20,8 @@ FIELD_MANAGER = "patronus-agent"
 
 
 def _stamp(when: datetime) -> str:
-    """RFC 3339 with milliseconds: with probe intervals below a second, whole seconds cannot tell a fresh
-    report from a stale one."""
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    # Milliseconds: with probe intervals below a second, whole seconds cannot tell fresh from stale.
+    return format_time(when, millis=True)
 
 
 def path_status(result: CheckResult, checked_at: datetime) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from patronus.agent.probe_stats import CheckResult, PathState
 from patronus.agent.prober import PathProber, ProbeResponder
 from patronus.agent.reporter import StatusReporter
 from patronus.kube.rest import ApiError, NotFoundError, RestClient
+from patronus.kube.timestamps import format_time
 from patronus.runtime.clock import Clock, SystemClock
 from patronus.runtime.informer import Informer
 from patronus.runtime.logs import get_logger
@@ -335,20 +336,13 @@ class SiteAgent:
         self.state.policy_configs = configs
 
     def _apply_routing(self, path_marks: dict[str, int], interfaces: list[str]) -> None:
-        policies = [
-            RoutingPolicy.from_config(config, path=self._path_in_use(name, config))
-            for name, config in self.state.policy_configs.items()
-        ]
-        policies = [
-            p
-            if p.path in path_marks
-            else RoutingPolicy.from_config(self.state.policy_configs[p.name], path=None)
-            for p in policies
-        ]
+        # A policy whose path has no mark (no tunnel for it yet) is installed unrouted: counted, not steered.
+        policies = []
+        for name, config in self.state.policy_configs.items():
+            path = self._path_in_use(name, config)
+            policies.append(RoutingPolicy.from_config(config, path=path if path in path_marks else None))
         minors = qos.class_minors([p.name for p in policies])
-        self.routing.apply(
-            [p for p in policies if p.path is None or p.path in path_marks], path_marks, priorities=minors
-        )
+        self.routing.apply(policies, path_marks, priorities=minors)
         classes = [
             (p.name, p.qos_class or "default", int(p.bandwidth_bps)) for p in policies if p.bandwidth_bps
         ]
@@ -474,7 +468,7 @@ class SiteAgent:
         return (self.state.policy_configs.get(policy, {}).get("action") or {}).get("primaryPath")
 
     async def _event(self, policy: str, reason: str, message: str) -> None:
-        now = self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = format_time(self.clock.now())
         try:
             await self.rest.create(
                 {

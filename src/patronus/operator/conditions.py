@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from patronus.kube.timestamps import format_time
+
 Status = Literal["True", "False", "Unknown"]
 
 
@@ -33,7 +35,7 @@ def merge(
     truncated to whole seconds, the precision the API server stores, so an unchanged world compares equal.
     """
     before = {c.get("type"): c for c in previous or ()}
-    stamp = now.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = format_time(now)
     merged = []
     for cond in wanted:
         old = before.get(cond.type)

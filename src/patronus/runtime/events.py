@@ -30,6 +30,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event
 from lightkube.types import PatchType
 
+from patronus.kube.timestamps import format_time
 from patronus.runtime.clock import Clock, SystemClock
 from patronus.runtime.logs import get_logger
 
@@ -387,7 +388,7 @@ class EventRecorder:
 
     async def _patch(self, write: EventWrite) -> bool:
         """Patch count and lastTimestamp; False when the Event no longer exists (expired, deleted)."""
-        patch = {"count": write.count, "lastTimestamp": _rfc3339(write.last_timestamp)}
+        patch = {"count": write.count, "lastTimestamp": format_time(write.last_timestamp)}
         try:
             await self._client.patch(
                 Event, write.name, patch, namespace=write.ref.event_namespace, patch_type=PatchType.MERGE
@@ -422,7 +423,3 @@ class EventRecorder:
             )
         )
         self.written += 1
-
-
-def _rfc3339(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -20,6 +20,7 @@ from patronus.operator.apply import apply_if_changed, apply_status_if_changed
 from patronus.operator.conditions import Cond, merge
 from patronus.operator.controllers.context import Context
 from patronus.operator.indexes import SITE_LABEL
+from patronus.operator.parsed import parsed
 from patronus.runtime.controller import Result
 from patronus.runtime.logs import get_logger
 from patronus.runtime.resource import MESH, PATH, ObjectKey
@@ -67,10 +68,8 @@ def path_manifest(mesh_obj: dict[str, Any], plan: PathPlan) -> dict[str, Any]:
 
 
 def underlays_of(site_obj: dict[str, Any]) -> list[str]:
-    try:
-        return Site.model_validate(site_obj).spec.underlay_names()
-    except ValidationError:
-        return []
+    site = parsed(Site, site_obj)  # memoised: a mesh reconcile reads every member site
+    return site.spec.underlay_names() if site is not None else []
 
 
 class MeshReconciler:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from patronus.api import Path
 from patronus.api.parsers import parse_duration
+from patronus.kube.timestamps import parse_time
 from patronus.operator.apply import apply_status_if_changed
 from patronus.operator.conditions import Cond, merge
 from patronus.operator.controllers.context import Context
@@ -29,14 +30,8 @@ MIN_STALE_AFTER = 1.0
 
 def report_age(status: dict[str, Any], now: datetime) -> float | None:
     """Seconds since the agent's last check, or None if it never reported."""
-    checked = status.get("lastChecked")
-    if not checked:
-        return None
-    try:
-        when = datetime.fromisoformat(str(checked).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (now - when).total_seconds()
+    when = parse_time(status.get("lastChecked"))
+    return None if when is None else (now - when).total_seconds()
 
 
 class PathReconciler:

@@ -16,13 +16,13 @@ import binascii
 import contextlib
 import ipaddress
 from collections import defaultdict
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from patronus.api import Mesh, Path, Policy, Site
 from patronus.kube.rest import NotFoundError
+from patronus.kube.timestamps import parse_time
 from patronus.operator import children
 from patronus.operator.apply import apply_if_changed, apply_status_if_changed
 from patronus.operator.conditions import Cond, merge
@@ -72,15 +72,6 @@ class KeyProblem(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _decode(data: dict[str, str], key: str) -> str | None:
@@ -197,7 +188,7 @@ class SiteReconciler:
                 self.ctx.rest, kind, manifest, cache.get(key.namespace, manifest["metadata"]["name"])
             )
 
-        heartbeat = _parse_time(status.get("lastHeartbeatTime"))
+        heartbeat = parse_time(status.get("lastHeartbeatTime"))
         heartbeat_age = (now - heartbeat).total_seconds() if heartbeat else None
         key_problem = key_cond.status != "True" or address_cond.status != "True"
         phase = phase_for(key_problem=key_problem, heartbeat_age=heartbeat_age, paths=paths)
