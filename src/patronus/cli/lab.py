@@ -206,8 +206,18 @@ def lab_down(prefix: str) -> None:
     _require_root()
     files = LabFiles.for_prefix(prefix)
     pid = _running_pid(files)
-    if pid is None:
+    if pid is None and not files.plan.exists():
+        # Nothing of this lab under this cache; its namespaces may still exist if `lab up` ran with
+        # another PATRONUS_CACHE: say so rather than report a lab we never found as "down".
+        if stray := network.namespaces_present(prefix):
+            raise click.ClickException(
+                f"lab {prefix} has no files in {files.root}, but its namespaces exist "
+                f"({', '.join(stray)}): was it started with another PATRONUS_CACHE?"
+            )
         click.echo(f"lab {prefix} is not running", err=True)
+        return
+    if pid is None:
+        click.echo(f"lab {prefix}'s supervisor is not running; removing what it left", err=True)
     elif _stop_supervisor(files, pid):
         click.echo(f"the supervisor (pid {pid}) did not stop in time and was killed", err=True)
     if left := _sweep(files):

@@ -222,3 +222,23 @@ async def test_forwarder_proxies_from_inside_a_namespace_to_the_root_namespace()
         upstream.close()
         network.run(["ip", "netns", "del", ns], check=False)
     assert network.namespaces_present(ns.split("-", maxsplit=1)[0]) == []
+
+
+def test_down_names_a_lab_it_cannot_find_and_never_calls_it_down(env: dict[str, str]) -> None:
+    prefix = unique_prefix()
+    nothing = _patronus("lab", "down", "--prefix", prefix, env=env, timeout=_DOWN_TIMEOUT)
+    assert nothing.returncode == 0, nothing.stderr
+    assert f"lab {prefix} is not running" in nothing.stderr
+    assert "is down" not in nothing.stderr
+
+    # A namespace of this prefix, but no files under this cache: `lab up` ran with another PATRONUS_CACHE.
+    stray = f"{prefix}-wan"
+    network.run(["ip", "netns", "add", stray])
+    try:
+        elsewhere = _patronus("lab", "down", "--prefix", prefix, env=env, timeout=_DOWN_TIMEOUT)
+    finally:
+        network.run(["ip", "netns", "del", stray])
+    assert elsewhere.returncode == 1
+    assert stray in elsewhere.stderr
+    assert "PATRONUS_CACHE" in elsewhere.stderr
+    assert "is down" not in elsewhere.stderr
