@@ -26,8 +26,12 @@ DIGEST_ANNOTATION = "sdwan.patronus.dev/applied-digest"
 
 def contains(actual: Any, desired: Any) -> bool:
     """True when every field of ``desired`` is in ``actual`` with the same value (lists compared whole)."""
-    if isinstance(desired, Mapping):
-        return isinstance(actual, Mapping) and all(
+    # Concrete types first: decoded JSON is dicts, lists and strings, and checking every leaf against
+    # the Mapping ABC cost 5 % of the operator's CPU at 1,000 sites.
+    if isinstance(desired, str):
+        return isinstance(actual, str) and actual == desired
+    if isinstance(desired, dict | Mapping):
+        return isinstance(actual, dict | Mapping) and all(
             key in actual and contains(actual[key], value) for key, value in desired.items()
         )
     if isinstance(desired, list):
@@ -47,23 +51,87 @@ def digest(manifest: Mapping[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
-def with_digest(manifest: dict[str, Any]) -> dict[str, Any]:
-    """``manifest`` with the digest of its own content in an annotation."""
-    stamped = orjson.loads(orjson.dumps(manifest))
-    annotations = stamped.setdefault("metadata", {}).setdefault("annotations", {})
-    annotations.pop(DIGEST_ANNOTATION, None)
-    annotations[DIGEST_ANNOTATION] = digest(stamped)
-    return dict(stamped)
+def _without_digest(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """A shallow copy of ``manifest`` whose ``metadata.annotations`` exists and lacks the digest."""
+    metadata = manifest.get("metadata") or {}
+    annotations = {k: v for k, v in (metadata.get("annotations") or {}).items() if k != DIGEST_ANNOTATION}
+    return {**manifest, "metadata": {**metadata, "annotations": annotations}}
+
+
+def with_digest(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """``manifest`` with the digest of its own content in an annotation (``manifest`` is not changed)."""
+    unstamped = _without_digest(manifest)
+    metadata = unstamped["metadata"]
+    metadata["annotations"][DIGEST_ANNOTATION] = digest(unstamped)
+    return unstamped
+
+
+class AppliedVersions:
+    """Which object versions are known to hold which desired manifest (by digest).
+
+    Comparing a desired child with its cached copy walks both; for a mesh's thousands of Paths, on every
+    reconcile, that walk was the operator's largest CPU cost. An object's content changes only with its
+    resourceVersion, so once a version has been seen to hold a digest (we applied it, or compared it),
+    the same version with the same digest needs no walk. Keys carry the uid: a re-created object is new.
+    """
+
+    def __init__(self, max_entries: int = 200_000) -> None:
+        self._max_entries = max_entries
+        self._held: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+
+    @staticmethod
+    def _key(kind: ResourceKind, obj: Mapping[str, Any]) -> tuple[str, str, str]:
+        metadata = obj.get("metadata") or {}
+        return kind.plural, str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+
+    @staticmethod
+    def _version(obj: Mapping[str, Any]) -> tuple[str, str]:
+        metadata = obj.get("metadata") or {}
+        return str(metadata.get("uid") or ""), str(metadata.get("resourceVersion") or "")
+
+    def holds(self, kind: ResourceKind, obj: Mapping[str, Any], manifest_digest: str) -> bool:
+        uid, version = self._version(obj)
+        held = self._held.get(self._key(kind, obj))
+        return bool(uid and version) and held == (uid, version, manifest_digest)
+
+    def record(self, kind: ResourceKind, obj: Mapping[str, Any], manifest_digest: str) -> None:
+        uid, version = self._version(obj)
+        if not (uid and version):
+            return
+        key = self._key(kind, obj)
+        self._held.pop(key, None)  # re-inserted last: eviction takes the longest-untouched first
+        self._held[key] = (uid, version, manifest_digest)
+        if len(self._held) > self._max_entries:
+            self._held.pop(next(iter(self._held)))
+
+    def __len__(self) -> int:
+        return len(self._held)
 
 
 async def apply_if_changed(
-    rest: RestClient, kind: ResourceKind, desired: dict[str, Any], cached: Object | None
+    rest: RestClient,
+    kind: ResourceKind,
+    desired: dict[str, Any],
+    cached: Object | None,
+    applied: AppliedVersions | None = None,
 ) -> Object | None:
-    """Apply ``desired`` (stamped with its digest) unless ``cached`` has it already; returns the result."""
+    """Apply ``desired`` (stamped with its digest) unless ``cached`` has it already; returns the result.
+
+    With ``applied``, a cached version already known to hold this manifest is not compared again.
+    """
     stamped = with_digest(desired)
-    if cached is not None and contains(cached, stamped):
-        return None
-    return await rest.apply(stamped, field_manager=FIELD_MANAGER, force=True, kind=kind)
+    stamp = stamped["metadata"]["annotations"][DIGEST_ANNOTATION]
+    if cached is not None:
+        if applied is not None and applied.holds(kind, cached, stamp):
+            return None
+        if contains(cached, stamped):
+            if applied is not None:
+                applied.record(kind, cached, stamp)
+            return None
+    result = await rest.apply(stamped, field_manager=FIELD_MANAGER, force=True, kind=kind)
+    if applied is not None:
+        applied.record(kind, result, stamp)
+    return result
 
 
 async def apply_status_if_changed(

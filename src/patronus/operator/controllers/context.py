@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from patronus.kube.rest import RestClient
+from patronus.operator.apply import AppliedVersions
 from patronus.operator.config import OperatorConfig
 from patronus.runtime.clock import Clock
 from patronus.runtime.events import EventRecorder
@@ -36,6 +37,7 @@ class Context:
     events: EventRecorder
     config: OperatorConfig
     clock: Clock
+    applied: AppliedVersions = field(default_factory=AppliedVersions)  # children known to be current
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -117,7 +117,11 @@ class MeshReconciler:
         async def ensure(plan: PathPlan) -> None:
             async with limit:
                 await apply_if_changed(
-                    self.ctx.rest, PATH, path_manifest(obj, plan), caches.paths.get(key.namespace, plan.name)
+                    self.ctx.rest,
+                    PATH,
+                    path_manifest(obj, plan),
+                    caches.paths.get(key.namespace, plan.name),
+                    self.ctx.applied,
                 )
 
         await asyncio.gather(*(ensure(plan) for plan in plans))
