@@ -43,6 +43,18 @@ def peer_identity_changed(old: Object, new: Object) -> bool:
     )
 
 
+def path_summary_changed(old: Object, new: Object) -> bool:
+    """What a site reads from its Paths: their spec, state and health score (an agent rewrites a Path's
+    status on every check; when only lastChecked moved, the site has nothing new to say)."""
+    old_status, new_status = old.get("status") or {}, new.get("status") or {}
+    return (
+        spec_changed(old, new)
+        or old_status.get("state") != new_status.get("state")
+        or (old_status.get("health") or {}).get("healthScore")
+        != (new_status.get("health") or {}).get("healthScore")
+    )
+
+
 def build_caches(manager: Manager) -> Caches:
     children = indexes.MANAGED_BY_SELECTOR
     caches = Caches(
@@ -168,14 +180,14 @@ def register(manager: Manager, config: OperatorConfig) -> None:
     (
         site_controller.watches(caches.sites, sites_related_to_site, on_update=peer_identity_changed)
         .watches(caches.meshes, sites_of_mesh, on_update=spec_changed)
-        .watches(caches.paths, source_site_of_path)
+        .watches(caches.paths, source_site_of_path, on_update=path_summary_changed)
         .watches(caches.policies, sites_of_policy, on_update=spec_changed)
     )
 
     (
         manager.controller("mesh", MeshReconciler(ctx), MESH)
         .watches(caches.sites, meshes_of_site, on_update=spec_changed)
-        .watches(caches.paths, owning_mesh_of_path)
+        .watches(caches.paths, owning_mesh_of_path, on_update=path_summary_changed)
     )
 
     (
