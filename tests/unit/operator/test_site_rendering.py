@@ -1,0 +1,97 @@
+"""The Site controller renders a configuration again exactly when something it is made of changed, and
+the event filter that keeps Path heartbeats from requeueing every Site and Mesh."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any, cast
+
+from patronus.operator.controllers.context import Context
+from patronus.operator.controllers.site import SiteReconciler
+from patronus.operator.controllers.wiring import path_summary_changed
+from patronus.runtime.resource import ObjectKey
+from patronus.topology.peers import SiteView, UnderlayView
+
+KEY = ObjectKey("ns", "nyc")
+
+
+def _view(name: str, address: str, key: str = "pub") -> SiteView:
+    return SiteView(
+        name=name,
+        public_key=f"{key}-{name}",
+        overlay_address=address,
+        subnets=("10.1.0.0/16",),
+        underlays=(UnderlayView("default", f"{name}.example.net:51820", 51820),),
+        persistent_keepalive=25,
+        listen_port=51820,
+    )
+
+
+def _policy(name: str, generation: int, port: str = "443") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": generation},
+        "spec": {
+            "priority": 10,
+            "match": {"protocol": "tcp", "dstPortRange": port},
+            "action": {"type": "route"},
+        },
+    }
+
+
+def _reconciler() -> SiteReconciler:
+    return SiteReconciler(cast(Context, None))  # _render reads nothing from the context
+
+
+def test_the_same_inputs_reuse_the_rendering() -> None:
+    reconciler = _reconciler()
+    local, peers = _view("nyc", "100.96.0.1"), [_view("sf", "100.96.0.2")]
+    first = reconciler._render(KEY, local, peers, [], [_policy("web", 1)])
+    again = reconciler._render(KEY, local, peers, [], [_policy("web", 1)])
+    assert again is first
+    assert first.digest == hashlib.sha256(first.json.encode()).hexdigest()
+    assert [p["name"] for p in json.loads(first.json)["policies"]] == ["web"]
+
+
+def test_a_changed_input_renders_again() -> None:
+    reconciler = _reconciler()
+    local, peers = _view("nyc", "100.96.0.1"), [_view("sf", "100.96.0.2")]
+    base = reconciler._render(KEY, local, peers, [], [_policy("web", 1)])
+
+    edited = _policy("web", 2, port="8443")  # a spec change bumps the generation
+    changed = reconciler._render(KEY, local, peers, [], [edited])
+    assert changed.digest != base.digest
+    assert json.loads(changed.json)["policies"][0]["match"]["dstPorts"] == [[8443, 8443]]
+
+    rekeyed_peer = [_view("sf", "100.96.0.2", key="new")]
+    assert reconciler._render(KEY, local, rekeyed_peer, [], [edited]).digest != changed.digest
+    added = reconciler._render(KEY, local, rekeyed_peer, [], [edited, _policy("dns", 1)])
+    assert [p["name"] for p in json.loads(added.json)["policies"]] == ["dns", "web"]
+    moved = reconciler._render(KEY, _view("nyc", "100.96.0.9"), rekeyed_peer, [], [edited, _policy("dns", 1)])
+    assert json.loads(moved.json)["overlayAddress"] == "100.96.0.9"
+
+
+def test_each_site_has_its_own_rendering() -> None:
+    reconciler = _reconciler()
+    policies = [_policy("web", 1)]
+    nyc = reconciler._render(KEY, _view("nyc", "100.96.0.1"), [], [], policies)
+    sf = reconciler._render(ObjectKey("ns", "sf"), _view("sf", "100.96.0.2"), [], [], policies)
+    assert json.loads(nyc.json)["site"] == "nyc"
+    assert json.loads(sf.json)["site"] == "sf"
+    assert reconciler._render(KEY, _view("nyc", "100.96.0.1"), [], [], policies) is nyc
+
+
+def _path(**status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "p", "generation": 1}, "spec": {}, "status": status}
+
+
+def test_path_heartbeats_do_not_count_as_changes_for_sites_and_meshes() -> None:
+    old = _path(state="up", health={"healthScore": 97.5, "latencyMs": 10.1}, lastChecked="t1")
+    heartbeat = _path(state="up", health={"healthScore": 97.5, "latencyMs": 10.3}, lastChecked="t2")
+    assert not path_summary_changed(old, heartbeat)
+    assert path_summary_changed(old, _path(state="down", health={"healthScore": 0.0}, lastChecked="t2"))
+    assert path_summary_changed(old, _path(state="up", health={"healthScore": 90.0}, lastChecked="t2"))
+    respecced = copy.deepcopy(old)
+    respecced["metadata"]["generation"] = 2
+    assert path_summary_changed(old, respecced)
