@@ -108,6 +108,39 @@ class AppliedVersions:
         return len(self._held)
 
 
+def needs_apply(
+    kind: ResourceKind,
+    desired: dict[str, Any],
+    cached: Object | None,
+    applied: AppliedVersions | None = None,
+) -> dict[str, Any] | None:
+    """``desired`` stamped with its digest when ``cached`` does not hold it yet, else None. No I/O.
+
+    With ``applied``, a cached version already known to hold this manifest is not compared again.
+    """
+    stamped = with_digest(desired)
+    if cached is None:
+        return stamped
+    stamp = stamped["metadata"]["annotations"][DIGEST_ANNOTATION]
+    if applied is not None and applied.holds(kind, cached, stamp):
+        return None
+    if contains(cached, stamped):
+        if applied is not None:
+            applied.record(kind, cached, stamp)
+        return None
+    return stamped
+
+
+async def apply_stamped(
+    rest: RestClient, kind: ResourceKind, stamped: dict[str, Any], applied: AppliedVersions | None = None
+) -> Object:
+    """Server-side apply a manifest from :func:`needs_apply`, remembering the version it made."""
+    result = await rest.apply(stamped, field_manager=FIELD_MANAGER, force=True, kind=kind)
+    if applied is not None:
+        applied.record(kind, result, stamped["metadata"]["annotations"][DIGEST_ANNOTATION])
+    return result
+
+
 async def apply_if_changed(
     rest: RestClient,
     kind: ResourceKind,
@@ -115,23 +148,9 @@ async def apply_if_changed(
     cached: Object | None,
     applied: AppliedVersions | None = None,
 ) -> Object | None:
-    """Apply ``desired`` (stamped with its digest) unless ``cached`` has it already; returns the result.
-
-    With ``applied``, a cached version already known to hold this manifest is not compared again.
-    """
-    stamped = with_digest(desired)
-    stamp = stamped["metadata"]["annotations"][DIGEST_ANNOTATION]
-    if cached is not None:
-        if applied is not None and applied.holds(kind, cached, stamp):
-            return None
-        if contains(cached, stamped):
-            if applied is not None:
-                applied.record(kind, cached, stamp)
-            return None
-    result = await rest.apply(stamped, field_manager=FIELD_MANAGER, force=True, kind=kind)
-    if applied is not None:
-        applied.record(kind, result, stamp)
-    return result
+    """Apply ``desired`` (stamped with its digest) unless ``cached`` has it already; returns the result."""
+    stamped = needs_apply(kind, desired, cached, applied)
+    return None if stamped is None else await apply_stamped(rest, kind, stamped, applied)
 
 
 async def apply_status_if_changed(
