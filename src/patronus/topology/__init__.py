@@ -11,6 +11,7 @@ from patronus.topology.agent_config import (
     config_json,
     interface_names,
     render_agent_config,
+    render_policy,
 )
 from patronus.topology.health import health_score, mean_health
 from patronus.topology.mesh import PathPlan, mesh_hubs, path_name, plan_paths, site_pairs
@@ -45,6 +46,7 @@ __all__ = [
     "peers_for",
     "plan_paths",
     "render_agent_config",
+    "render_policy",
     "site_pairs",
     "site_view",
 ]

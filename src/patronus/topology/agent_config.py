@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from patronus.api import parsers
@@ -119,7 +119,8 @@ def _path_id(ref: PathRef | None) -> str | None:
     return ref.path_id if ref is not None else None
 
 
-def _policy(policy: Policy) -> dict[str, Any]:
+def render_policy(policy: Policy) -> dict[str, Any]:
+    """One policy as the agent reads it; the same wherever it is enforced."""
     spec = policy.spec
     match, action = spec.match, spec.action
     qos = action.qos
@@ -164,12 +165,15 @@ def render_agent_config(
     peers_by_underlay: Mapping[str, Sequence[WireGuardPeer]],
     paths: Sequence[Path],
     policies: Sequence[Policy],
+    *,
+    policy_renderer: Callable[[Policy], dict[str, Any]] = render_policy,
 ) -> dict[str, Any]:
     """The agent configuration of ``local``: interfaces and peers, the paths it probes, its policies.
 
     Only Paths that start at ``local`` and Policies enforced there are kept, so the caller may pass the
     whole namespace. Paths are sorted by name; policies by descending priority, then name (the order the
     agent evaluates them). Durations are seconds, bandwidths bits per second, port ranges [first, last].
+    ``policy_renderer`` lets a caller that renders many sites reuse each policy's rendering.
     """
     own_paths = sorted(
         (p for p in paths if p.spec.source.site_ref == local.name), key=lambda p: p.metadata.name
@@ -187,7 +191,7 @@ def render_agent_config(
         "subnets": sorted(local.subnets),
         "interfaces": _interfaces(local, peers_by_underlay),
         "paths": [_path(p, local, peers_by_underlay) for p in own_paths],
-        "policies": [_policy(p) for p in own_policies],
+        "policies": [policy_renderer(p) for p in own_policies],
     }
 
 

@@ -95,3 +95,20 @@ def test_path_heartbeats_do_not_count_as_changes_for_sites_and_meshes() -> None:
     respecced = copy.deepcopy(old)
     respecced["metadata"]["generation"] = 2
     assert path_summary_changed(old, respecced)
+
+
+def test_a_policy_is_rendered_once_for_every_site_that_enforces_it() -> None:
+    reconciler = _reconciler()
+    web = _policy("web", 1)
+    nyc = reconciler._render(KEY, _view("nyc", "100.96.0.1"), [], [], [web])
+    sf = reconciler._render(ObjectKey("ns", "sf"), _view("sf", "100.96.0.2"), [], [], [web])
+    assert json.loads(nyc.json)["policies"] == json.loads(sf.json)["policies"]
+    assert len(reconciler._policy_fragments) == 1
+    generation, fragment = reconciler._policy_fragments["uid-web"]
+    assert generation == 1
+    assert fragment["match"]["dstPorts"] == [[443, 443]]
+
+    reconciler._render(KEY, _view("nyc", "100.96.0.1"), [], [], [_policy("web", 2, port="53")])
+    generation, fragment = reconciler._policy_fragments["uid-web"]
+    assert generation == 2
+    assert fragment["match"]["dstPorts"] == [[53, 53]]

@@ -57,6 +57,7 @@ from patronus.topology import (
     peer_names,
     peers_for,
     render_agent_config,
+    render_policy,
     site_view,
 )
 from patronus.wireguard.keys import generate_private_key, keys_match, public_key_for
@@ -66,6 +67,8 @@ log = get_logger(__name__)
 # The agent writes status.lastHeartbeatTime this often; three missed beats and the site is not Active.
 AGENT_HEARTBEAT_INTERVAL = 10.0
 HEARTBEAT_STALE_AFTER = 3 * AGENT_HEARTBEAT_INTERVAL
+# Renderings of deleted policies are dropped once this many are held (a prune costs one cache walk).
+FRAGMENTS_PRUNE_AT = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +134,8 @@ class SiteReconciler:
         self._reserved: dict[str, dict[str, str]] = defaultdict(dict)
         self._address_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._rendered: dict[ObjectKey, RenderedConfig] = {}
+        # By policy uid: (generation, rendering); pruned to the cached policies when it outgrows them.
+        self._policy_fragments: dict[str, tuple[int | None, dict[str, Any]]] = {}
 
     async def reconcile(self, key: ObjectKey) -> Result | None:
         caches = self.ctx.caches
@@ -397,11 +402,26 @@ class SiteReconciler:
                 peers,
                 [path for p in paths if (path := parsed(Path, p)) is not None],
                 [policy for p in policies if (policy := parsed(Policy, p)) is not None],
+                policy_renderer=self._policy_fragment,
             )
             text = config_json(config)
             rendered = RenderedConfig(inputs, text, hashlib.sha256(text.encode()).hexdigest())
             self._rendered[key] = rendered
         return rendered
+
+    def _policy_fragment(self, policy: Policy) -> dict[str, Any]:
+        """A policy's part of an agent configuration, rendered once per spec for every site using it."""
+        meta = policy.metadata
+        if not meta.uid:
+            return render_policy(policy)
+        held = self._policy_fragments.get(meta.uid)
+        if held is None or held[0] != meta.generation:
+            if len(self._policy_fragments) >= FRAGMENTS_PRUNE_AT:
+                live = {p["metadata"].get("uid") for p in self.ctx.caches.policies.list()}
+                self._policy_fragments = {u: f for u, f in self._policy_fragments.items() if u in live}
+            held = (meta.generation, render_policy(policy))
+            self._policy_fragments[meta.uid] = held
+        return held[1]
 
     def _policies(self, namespace: str, name: str) -> list[dict[str, Any]]:
         policies = self.ctx.caches.policies
