@@ -1,4 +1,4 @@
-"""Parsed models of cached objects, memoised by (kind, uid, resourceVersion).
+"""Parsed models of cached objects, memoised per object (kind, uid) and version.
 
 A reconcile reads many neighbours (peers, meshes, policies); validating each of them every time made a
 site's reconcile cost grow with the size of the namespace. An object's parse changes only with its
@@ -15,7 +15,9 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 _MAX_ENTRIES = 50_000
-_cache: OrderedDict[tuple[str, str, str], BaseModel | None] = OrderedDict()
+# One entry per object, holding its newest parsed version: keying by version too kept every status
+# write's superseded parse until the bound evicted it (tens of MiB at 1,000 sites).
+_cache: OrderedDict[tuple[str, str], tuple[str, BaseModel | None]] = OrderedDict()
 
 
 def parsed(model: type[M], obj: dict[str, Any] | None) -> M | None:
@@ -26,12 +28,14 @@ def parsed(model: type[M], obj: dict[str, Any] | None) -> M | None:
     uid, version = meta.get("uid"), meta.get("resourceVersion")
     if not uid or not version:
         return _validate(model, obj)
-    key = (model.__name__, str(uid), str(version))
-    if key in _cache:
+    key = (model.__name__, str(uid))
+    held = _cache.get(key)
+    if held is not None and held[0] == str(version):
         _cache.move_to_end(key)
-        return _cache[key]  # type: ignore[return-value]
+        return held[1]  # type: ignore[return-value]
     result = _validate(model, obj)
-    _cache[key] = result
+    _cache[key] = (str(version), result)
+    _cache.move_to_end(key)
     if len(_cache) > _MAX_ENTRIES:
         _cache.popitem(last=False)
     return result

@@ -8,6 +8,9 @@ import hashlib
 import json
 from typing import Any, cast
 
+import pytest
+
+from patronus.operator.controllers import site as site_module
 from patronus.operator.controllers.context import Context
 from patronus.operator.controllers.site import SiteReconciler
 from patronus.operator.controllers.wiring import path_summary_changed
@@ -44,14 +47,30 @@ def _reconciler() -> SiteReconciler:
     return SiteReconciler(cast(Context, None))  # _render reads nothing from the context
 
 
-def test_the_same_inputs_reuse_the_rendering() -> None:
+def test_the_same_inputs_reuse_the_stored_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    renders: list[str] = []
+    real = site_module.render_agent_config
+
+    def counting(local: SiteView, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        renders.append(local.name)
+        return real(local, *args, **kwargs)
+
+    monkeypatch.setattr(site_module, "render_agent_config", counting)
     reconciler = _reconciler()
     local, peers = _view("nyc", "100.96.0.1"), [_view("sf", "100.96.0.2")]
     first = reconciler._render(KEY, local, peers, [], [_policy("web", 1)])
-    again = reconciler._render(KEY, local, peers, [], [_policy("web", 1)])
-    assert again is first
     assert first.digest == hashlib.sha256(first.json.encode()).hexdigest()
     assert [p["name"] for p in json.loads(first.json)["policies"]] == ["web"]
+    assert renders == ["nyc"]
+
+    # The ConfigMap holds the text: nothing is rendered again.
+    again = reconciler._render(KEY, local, peers, [], [_policy("web", 1)], stored=first.json)
+    assert again == first
+    assert renders == ["nyc"]
+    # The ConfigMap is not in the cache yet, or someone edited it: rendered again, same result.
+    assert reconciler._render(KEY, local, peers, [], [_policy("web", 1)], stored=None) == first
+    assert reconciler._render(KEY, local, peers, [], [_policy("web", 1)], stored=first.json + " ") == first
+    assert renders == ["nyc", "nyc", "nyc"]
 
 
 def test_a_changed_input_renders_again() -> None:
@@ -79,7 +98,9 @@ def test_each_site_has_its_own_rendering() -> None:
     sf = reconciler._render(ObjectKey("ns", "sf"), _view("sf", "100.96.0.2"), [], [], policies)
     assert json.loads(nyc.json)["site"] == "nyc"
     assert json.loads(sf.json)["site"] == "sf"
-    assert reconciler._render(KEY, _view("nyc", "100.96.0.1"), [], [], policies) is nyc
+    assert reconciler._render(KEY, _view("nyc", "100.96.0.1"), [], [], policies, stored=nyc.json) == nyc
+    # Another site's text is never taken for this one's.
+    assert reconciler._render(KEY, _view("nyc", "100.96.0.1"), [], [], policies, stored=sf.json) == nyc
 
 
 def _path(**status: Any) -> dict[str, Any]:

@@ -73,11 +73,23 @@ FRAGMENTS_PRUNE_AT = 20_000
 
 @dataclass(frozen=True, slots=True)
 class RenderedConfig:
-    """A site's rendered agent configuration and what it was rendered from."""
+    """A site's rendered agent configuration: its JSON text and that text's SHA-256."""
+
+    json: str
+    digest: str  # the Deployment carries it, so a new configuration rolls the agent
+
+
+@dataclass(frozen=True, slots=True)
+class RenderMemo:
+    """What a site's configuration was last rendered from, and the digest it had. The text itself is
+    not kept here: the cached ConfigMap holds it (a copy per site would be 100 MB at 1,000 sites)."""
 
     inputs: tuple[Any, ...]
-    json: str
-    digest: str  # SHA-256 of ``json``; the Deployment carries it, so a new configuration rolls the agent
+    digest: str
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def spec_versions(objects: list[dict[str, Any]]) -> tuple[tuple[str, int], ...]:
@@ -133,7 +145,7 @@ class SiteReconciler:
         # the lock makes allocation in one namespace sequential, so two new sites never share one.
         self._reserved: dict[str, dict[str, str]] = defaultdict(dict)
         self._address_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._rendered: dict[ObjectKey, RenderedConfig] = {}
+        self._rendered: dict[ObjectKey, RenderMemo] = {}
         # By policy uid: (generation, rendering); pruned to the cached policies when it outgrows them.
         self._policy_fragments: dict[str, tuple[int | None, dict[str, Any]]] = {}
 
@@ -180,7 +192,9 @@ class SiteReconciler:
         ]
         paths = caches.paths.by_index(BY_SOURCE, ref(key.namespace, key.name))
         policies = self._policies(key.namespace, key.name)
-        rendered = self._render(key, local, peer_views, paths, policies)
+        config_map = caches.config_maps.get(key.namespace, children.child_names(key.name).config_map)
+        stored = ((config_map or {}).get("data") or {}).get(children.CONFIG_KEY)
+        rendered = self._render(key, local, peer_views, paths, policies, stored=stored)
 
         external = (
             site.spec.wireguard.public_key is not None and site.spec.wireguard.private_key_secret_ref is None
@@ -386,27 +400,37 @@ class SiteReconciler:
         peer_views: list[SiteView],
         paths: list[dict[str, Any]],
         policies: list[dict[str, Any]],
+        *,
+        stored: str | None = None,
     ) -> RenderedConfig:
         """The site's agent configuration, rendered again only when something it is made of changed.
 
         A namespace-wide policy is in every site's configuration, so re-rendering all of them on every
-        reconcile (a resync, a path's status report) cost O(sites x policies) for nothing.
+        reconcile (a resync, a path's status report) cost O(sites x policies) for nothing. ``stored`` is
+        the text the site's ConfigMap holds now: reused when the inputs are the same and its digest is
+        the one rendered from them.
         """
         peers = {u.name: tuple(peers_for(local, peer_views, u.name)) for u in local.underlays}
         inputs = (local, key.namespace, tuple(peers.items()), spec_versions(paths), spec_versions(policies))
-        rendered = self._rendered.get(key)
-        if rendered is None or rendered.inputs != inputs:
-            config = render_agent_config(
-                local,
-                key.namespace,
-                peers,
-                [path for p in paths if (path := parsed(Path, p)) is not None],
-                [policy for p in policies if (policy := parsed(Policy, p)) is not None],
-                policy_renderer=self._policy_fragment,
-            )
-            text = config_json(config)
-            rendered = RenderedConfig(inputs, text, hashlib.sha256(text.encode()).hexdigest())
-            self._rendered[key] = rendered
+        memo = self._rendered.get(key)
+        if (
+            memo is not None
+            and memo.inputs == inputs
+            and stored is not None
+            and sha256(stored) == memo.digest
+        ):
+            return RenderedConfig(stored, memo.digest)
+        config = render_agent_config(
+            local,
+            key.namespace,
+            peers,
+            [path for p in paths if (path := parsed(Path, p)) is not None],
+            [policy for p in policies if (policy := parsed(Policy, p)) is not None],
+            policy_renderer=self._policy_fragment,
+        )
+        text = config_json(config)
+        rendered = RenderedConfig(text, sha256(text))
+        self._rendered[key] = RenderMemo(inputs, rendered.digest)
         return rendered
 
     def _policy_fragment(self, policy: Policy) -> dict[str, Any]:

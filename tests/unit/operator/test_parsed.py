@@ -1,0 +1,39 @@
+"""The parse memo: one parse per object version, one entry per object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from patronus.api import Site
+from patronus.operator import parsed as parsed_module
+from patronus.operator.parsed import parsed
+
+
+def _site(version: str, endpoint: str = "a.example.net:51820", uid: str = "uid-a") -> dict[str, Any]:
+    return {
+        "apiVersion": "sdwan.patronus.dev/v1alpha1",
+        "kind": "Site",
+        "metadata": {"name": "a", "namespace": "ns", "uid": uid, "resourceVersion": version},
+        "spec": {"wireguard": {"endpoints": [endpoint]}},
+    }
+
+
+def test_a_version_is_parsed_once_and_a_new_one_replaces_it() -> None:
+    first = parsed(Site, _site("1"))
+    assert first is not None
+    assert parsed(Site, _site("1")) is first
+    newer = parsed(Site, _site("2", endpoint="b.example.net:51820"))
+    assert newer is not None
+    assert newer is not first
+    assert newer.spec.wireguard.endpoints == ["b.example.net:51820"]
+    assert [key for key in parsed_module._cache if key[1] == "uid-a"] == [("Site", "uid-a")]
+
+
+def test_invalid_and_anonymous_objects() -> None:
+    broken = _site("1", uid="uid-broken")
+    broken["spec"] = {"wireguard": {"endpoints": "not a list"}}
+    assert parsed(Site, broken) is None
+    assert parsed(Site, None) is None
+    anonymous = _site("1")
+    del anonymous["metadata"]["uid"]
+    assert parsed(Site, anonymous) is not None  # validated, not memoised
