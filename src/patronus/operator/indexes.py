@@ -16,6 +16,8 @@ BY_DESTINATION = "destination"  # Paths by their destination site
 BY_MESH_SITE = "site"  # Meshes by the sites they list
 BY_ENFORCING_SITE = "site"  # Policies by the site that enforces them ("ns/*": every site)
 BY_PEER = "peer"  # Sites by the sites they list in mesh.peerWith
+BY_OVERLAY_ADDRESS = "overlay"  # Sites by status.overlayAddress
+BY_PATH = "path"  # Policies by the Paths they name (primary and backup)
 BY_CHILD_OF = "site"  # operator-made children by the Site label
 ALL_SITES = "*"
 SITE_LABEL = "sdwan.patronus.dev/site"
@@ -58,9 +60,23 @@ def policy_sites(obj: Object) -> list[str]:
     return [ref(_ns(obj), site) for site in sorted(sites)] if sites else [ref(_ns(obj), ALL_SITES)]
 
 
+def policy_paths(obj: Object) -> list[str]:
+    action = _spec(obj).get("action") or {}
+    names = {
+        str(path) for key in ("primaryPath", "backupPath") if (path := (action.get(key) or {}).get("pathId"))
+    }
+    return [ref(_ns(obj), name) for name in sorted(names)]
+
+
 def site_peers(obj: Object) -> list[str]:
     mesh = _spec(obj).get("mesh") or {}
     return [ref(_ns(obj), peer) for peer in mesh.get("peerWith") or [] if isinstance(peer, str)]
+
+
+def site_overlay_address(obj: Object) -> list[str]:
+    status = obj.get("status")
+    address = status.get("overlayAddress") if isinstance(status, dict) else None
+    return [ref(_ns(obj), address)] if isinstance(address, str) and address else []
 
 
 def child_site(obj: Object) -> list[str]:

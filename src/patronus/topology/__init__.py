@@ -4,7 +4,12 @@ No I/O and no Kubernetes client: the controllers read objects from the cache, ca
 apply what they return. That keeps the decisions deterministic and testable without a cluster.
 """
 
-from patronus.topology.addressing import DEFAULT_OVERLAY_POOL, AddressPoolExhausted, allocate_overlay_address
+from patronus.topology.addressing import (
+    DEFAULT_OVERLAY_POOL,
+    AddressPoolExhausted,
+    allocate_overlay_address,
+    probe_overlay_address,
+)
 from patronus.topology.agent_config import (
     SCHEMA_VERSION,
     config_digest,
@@ -45,6 +50,7 @@ __all__ = [
     "peer_names",
     "peers_for",
     "plan_paths",
+    "probe_overlay_address",
     "render_agent_config",
     "render_policy",
     "site_pairs",

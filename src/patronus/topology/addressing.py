@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -77,3 +77,18 @@ def allocate_overlay_address(site_key: str, pool: IPNetwork, taken: Collection[I
         if offset not in taken_offsets:
             return type(pool.network_address)(first + offset)
     raise AddressPoolExhausted(pool, usable)  # pragma: no cover - ruled out by the count above
+
+
+def probe_overlay_address(site_key: str, pool: IPNetwork, is_taken: Callable[[IPAddress], bool]) -> IPAddress:
+    """:func:`allocate_overlay_address` for a caller that can answer "is this one taken?" (an index
+    lookup) faster than it can list every taken address: the same probe order, so the same address for
+    the same taken set, in steps proportional to the collisions rather than to the number of sites.
+    """
+    first, usable = _usable_range(pool)
+    start = preferred_offset(site_key, usable)
+    make = type(pool.network_address)
+    for step in range(usable):
+        candidate = make(first + (start + step) % usable)
+        if not is_taken(candidate):
+            return candidate
+    raise AddressPoolExhausted(pool, usable)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import random
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -11,6 +15,7 @@ from patronus.topology.addressing import (
     AddressPoolExhausted,
     IPAddress,
     allocate_overlay_address,
+    probe_overlay_address,
 )
 
 
@@ -119,3 +124,32 @@ def test_small_ipv6_pool_stays_ipv6_and_exhausts() -> None:
     assert ipaddress.IPv6Address("::") not in taken
     with pytest.raises(AddressPoolExhausted, match="::/126"):
         allocate_overlay_address("s3", pool, taken)
+
+
+def _recording(taken: set[Any], asked: list[IPAddress]) -> Callable[[IPAddress], bool]:
+    def is_taken(candidate: IPAddress) -> bool:
+        asked.append(candidate)
+        return candidate in taken
+
+    return is_taken
+
+
+@pytest.mark.parametrize("pool_text", ["100.96.0.0/16", "10.0.0.0/29", "fd00:96::/64", "192.0.2.0/31"])
+def test_probing_gives_the_address_allocation_gives(pool_text: str) -> None:
+    pool = ipaddress.ip_network(pool_text)
+    rng = random.Random(pool_text)
+    hosts = list(itertools.islice(pool.hosts(), 200))
+    for trial in range(50):
+        taken = set(rng.sample(hosts, rng.randint(0, len(hosts) - 1)))
+        key = f"ns/site-{trial}"
+        expected = allocate_overlay_address(key, pool, taken)
+        asked: list[IPAddress] = []
+        answer = _recording(taken, asked)
+        assert probe_overlay_address(key, pool, answer) == expected
+        assert len(asked) <= len(taken) + 1, "one question per collision, plus the answer"
+
+
+def test_probing_a_full_pool_says_so() -> None:
+    pool = ipaddress.ip_network("10.0.0.0/30")
+    with pytest.raises(AddressPoolExhausted, match="exhausted"):
+        probe_overlay_address("ns/a", pool, lambda _: True)

@@ -17,7 +17,9 @@ import contextlib
 import hashlib
 import ipaddress
 from collections import defaultdict
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -29,7 +31,15 @@ from patronus.operator import children
 from patronus.operator.apply import apply_if_changed, apply_status_if_changed
 from patronus.operator.conditions import Cond, merge
 from patronus.operator.controllers.context import Context
-from patronus.operator.indexes import ALL_SITES, BY_ENFORCING_SITE, BY_MESH_SITE, BY_PEER, BY_SOURCE, ref
+from patronus.operator.indexes import (
+    ALL_SITES,
+    BY_ENFORCING_SITE,
+    BY_MESH_SITE,
+    BY_OVERLAY_ADDRESS,
+    BY_PEER,
+    BY_SOURCE,
+    ref,
+)
 from patronus.operator.parsed import parsed
 from patronus.runtime.controller import Result
 from patronus.runtime.logs import get_logger
@@ -51,11 +61,11 @@ from patronus.topology import (
     DEFAULT_OVERLAY_POOL,
     AddressPoolExhausted,
     SiteView,
-    allocate_overlay_address,
     config_json,
     mean_health,
     peer_names,
     peers_for,
+    probe_overlay_address,
     render_agent_config,
     render_policy,
     site_view,
@@ -67,6 +77,10 @@ log = get_logger(__name__)
 # The agent writes status.lastHeartbeatTime this often; three missed beats and the site is not Active.
 AGENT_HEARTBEAT_INTERVAL = 10.0
 HEARTBEAT_STALE_AFTER = 3 * AGENT_HEARTBEAT_INTERVAL
+# Children that refer to others: applied once the first wave stored those. The Deployment mounts the
+# Secret and ConfigMap and runs as the ServiceAccount; a RoleBinding to a Role that does not exist yet
+# fails the API server's escalation check (404) unless the operator may "bind", which it may not.
+SECOND_WAVE = frozenset({"Deployment", "RoleBinding"})
 # Renderings of deleted policies are dropped once this many are held (a prune costs one cache walk).
 FRAGMENTS_PRUNE_AT = 20_000
 
@@ -95,6 +109,19 @@ def sha256(text: str) -> str:
 def spec_versions(objects: list[dict[str, Any]]) -> tuple[tuple[str, int], ...]:
     """(uid, generation) of each object: what identifies the specs a rendering read."""
     return tuple((o["metadata"].get("uid", ""), o["metadata"].get("generation", 0)) for o in objects)
+
+
+def _invalid_spec_message(obj: dict[str, Any]) -> str:
+    try:
+        Site.model_validate(obj)
+    except ValidationError as error:
+        return str(error.errors()[0]["msg"])
+    return "the spec does not validate"
+
+
+async def _as_false(work: Coroutine[Any, Any, None]) -> bool:
+    await work
+    return False
 
 
 class KeyProblem(Exception):
@@ -138,14 +165,83 @@ def phase_for(*, key_problem: bool, heartbeat_age: float | None, paths: list[dic
     return "Active"
 
 
+def site_status(
+    status: dict[str, Any],
+    *,
+    generation: int | None,
+    now: datetime,
+    heartbeat_age: float | None,
+    key_cond: Cond,
+    address_cond: Cond,
+    paths: list[dict[str, Any]],
+    peer_views: list[SiteView],
+    public_key: str | None,
+    address: str | None,
+) -> dict[str, Any]:
+    """The status a Site should have: phase, conditions, peers, paths, health. Pure."""
+    key_problem = key_cond.status != "True" or address_cond.status != "True"
+    phase = phase_for(key_problem=key_problem, heartbeat_age=heartbeat_age, paths=paths)
+    up = [p for p in paths if (p.get("status") or {}).get("state") == "up"]
+    health = mean_health(((p.get("status") or {}).get("health") or {}).get("healthScore") for p in up)
+    agent_cond = (
+        Cond("AgentReporting", "False", "NeverReported", "the site's agent has not reported yet")
+        if heartbeat_age is None
+        else Cond(
+            "AgentReporting",
+            "False",
+            "HeartbeatStale",
+            f"no heartbeat for more than {HEARTBEAT_STALE_AFTER:.0f}s",
+        )
+        if heartbeat_age > HEARTBEAT_STALE_AFTER
+        else Cond("AgentReporting", "True", "HeartbeatFresh")
+    )
+    ready = (
+        Cond("Ready", "True", "Active")
+        if phase == "Active"
+        else Cond(
+            "Ready",
+            "False",
+            key_cond.reason
+            if key_cond.status != "True"
+            else address_cond.reason
+            if address_cond.status != "True"
+            else agent_cond.reason
+            if agent_cond.status != "True"
+            else "PathsNotUp",
+            f"site is {phase}",
+        )
+    )
+    desired_status: dict[str, Any] = {
+        "phase": phase,
+        "peers": sum(1 for view in peer_views if view.public_key and view.overlay_address),
+        "activePaths": len(up),
+        "observedGeneration": generation,
+        "conditions": merge(
+            status.get("conditions"),
+            [key_cond, address_cond, agent_cond, ready],
+            now=now,
+            generation=generation,
+        ),
+    }
+    if public_key:
+        desired_status["publicKey"] = public_key
+    if address:
+        desired_status["overlayAddress"] = address
+    if health is not None:
+        desired_status["healthScore"] = round(health, 1)
+    return desired_status
+
+
 class SiteReconciler:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         # Overlay addresses handed out by this process but maybe not yet in the cache, per namespace;
         # the lock makes allocation in one namespace sequential, so two new sites never share one.
         self._reserved: dict[str, dict[str, str]] = defaultdict(dict)
+        self._reserved_by_address: dict[str, dict[str, str]] = defaultdict(dict)  # the same, inverted
         self._address_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._rendered: dict[ObjectKey, RenderMemo] = {}
+        self._children_current: dict[ObjectKey, tuple[Any, ...]] = {}
         # By policy uid: (generation, rendering); pruned to the cached policies when it outgrows them.
         self._policy_fragments: dict[str, tuple[int | None, dict[str, Any]]] = {}
 
@@ -153,15 +249,15 @@ class SiteReconciler:
         caches = self.ctx.caches
         obj = caches.sites.get(key.namespace, key.name)
         if obj is None:
-            self._reserved[key.namespace].pop(key.name, None)
+            self._release(key.namespace, key.name)
             self._rendered.pop(key, None)
+            self._children_current.pop(key, None)
             return None  # children go with the owner reference; peers are requeued by the mapper
         status = obj.get("status") or {}
         generation = obj["metadata"].get("generation")
         now = self.ctx.now()
-        try:
-            site = Site.model_validate(obj)
-        except ValidationError as error:
+        site = parsed(Site, obj)
+        if site is None:
             await self._write_status(
                 obj,
                 {
@@ -169,7 +265,7 @@ class SiteReconciler:
                     "observedGeneration": generation,
                     "conditions": merge(
                         status.get("conditions"),
-                        [Cond("Ready", "False", "InvalidSpec", str(error.errors()[0]["msg"]))],
+                        [Cond("Ready", "False", "InvalidSpec", _invalid_spec_message(obj))],
                         now=now,
                         generation=generation,
                     ),
@@ -196,76 +292,32 @@ class SiteReconciler:
         stored = ((config_map or {}).get("data") or {}).get(children.CONFIG_KEY)
         rendered = self._render(key, local, peer_views, paths, policies, stored=stored)
 
-        external = (
-            site.spec.wireguard.public_key is not None and site.spec.wireguard.private_key_secret_ref is None
-        )
-        desired = children.desired_children(
-            obj,
-            site,
-            self.ctx.config,
-            external=external,
-            secret_name=secret_name,
-            generated_key=generated,
-            config_json=rendered.json,
-            config_digest=rendered.digest,
-            path_names=sorted(p["metadata"]["name"] for p in paths),
-            policy_names=sorted(p["metadata"]["name"] for p in policies),
-        )
-        await self._apply_children(key.namespace, desired)
-
         heartbeat = parse_time(status.get("lastHeartbeatTime"))
         heartbeat_age = (now - heartbeat).total_seconds() if heartbeat else None
-        key_problem = key_cond.status != "True" or address_cond.status != "True"
-        phase = phase_for(key_problem=key_problem, heartbeat_age=heartbeat_age, paths=paths)
-        up = [p for p in paths if (p.get("status") or {}).get("state") == "up"]
-        health = mean_health(((p.get("status") or {}).get("health") or {}).get("healthScore") for p in up)
-        agent_cond = (
-            Cond("AgentReporting", "False", "NeverReported", "the site's agent has not reported yet")
-            if heartbeat_age is None
-            else Cond(
-                "AgentReporting",
-                "False",
-                "HeartbeatStale",
-                f"no heartbeat for more than {HEARTBEAT_STALE_AFTER:.0f}s",
-            )
-            if heartbeat_age > HEARTBEAT_STALE_AFTER
-            else Cond("AgentReporting", "True", "HeartbeatFresh")
+        desired_status = site_status(
+            status,
+            generation=generation,
+            now=now,
+            heartbeat_age=heartbeat_age,
+            key_cond=key_cond,
+            address_cond=address_cond,
+            paths=paths,
+            peer_views=peer_views,
+            public_key=public_key,
+            address=address,
         )
-        ready = (
-            Cond("Ready", "True", "Active")
-            if phase == "Active"
-            else Cond(
-                "Ready",
-                "False",
-                key_cond.reason
-                if key_cond.status != "True"
-                else address_cond.reason
-                if address_cond.status != "True"
-                else agent_cond.reason
-                if agent_cond.status != "True"
-                else "PathsNotUp",
-                f"site is {phase}",
-            )
+        await self._reconcile_children(
+            key,
+            obj,
+            site,
+            secret_name=secret_name,
+            generated=generated,
+            rendered=rendered,
+            paths=paths,
+            policies=policies,
+            status=desired_status,
         )
-        desired_status: dict[str, Any] = {
-            "phase": phase,
-            "peers": sum(1 for view in peer_views if view.public_key and view.overlay_address),
-            "activePaths": len(up),
-            "observedGeneration": generation,
-            "conditions": merge(
-                status.get("conditions"),
-                [key_cond, address_cond, agent_cond, ready],
-                now=now,
-                generation=generation,
-            ),
-        }
-        if public_key:
-            desired_status["publicKey"] = public_key
-        if address:
-            desired_status["overlayAddress"] = address
-        if health is not None:
-            desired_status["healthScore"] = round(health, 1)
-        await self._write_status(obj, desired_status)
+        phase = desired_status["phase"]
         self._emit_phase_change(obj, status.get("phase"), phase)
         if heartbeat_age is not None and heartbeat_age <= HEARTBEAT_STALE_AFTER:
             return Result(requeue_after=HEARTBEAT_STALE_AFTER - heartbeat_age + 0.5)
@@ -356,23 +408,39 @@ class SiteReconciler:
     ) -> tuple[str | None, Cond]:
         current = status.get("overlayAddress")
         if current:
-            self._reserved[namespace][name] = current
+            if self._reserved[namespace].get(name) != current:
+                self._reserve(namespace, name, current)
             return current, Cond("AddressAssigned", "True", "Assigned")
         async with self._address_locks[namespace]:
             reserved = self._reserved[namespace]
             if name in reserved:
                 return reserved[name], Cond("AddressAssigned", "True", "Assigned")
-            taken = {ipaddress.ip_address(addr) for site, addr in reserved.items() if site != name}
-            for other in self.ctx.caches.sites.list(namespace):
-                addr = (other.get("status") or {}).get("overlayAddress")
-                if addr and other["metadata"]["name"] != name:
-                    taken.add(ipaddress.ip_address(addr))
+            holders = self._reserved_by_address[namespace]
+
+            def is_taken(candidate: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+                # An index lookup per candidate: listing every site's address made each new site O(N).
+                address = str(candidate)
+                if holders.get(address, name) != name:
+                    return True
+                found = self.ctx.caches.sites.by_index(BY_OVERLAY_ADDRESS, ref(namespace, address))
+                return any(other["metadata"]["name"] != name for other in found)
+
             try:
-                address = str(allocate_overlay_address(name, DEFAULT_OVERLAY_POOL, taken))
+                address = str(probe_overlay_address(name, DEFAULT_OVERLAY_POOL, is_taken))
             except AddressPoolExhausted as error:
                 return None, Cond("AddressAssigned", "False", "PoolExhausted", str(error))
-            reserved[name] = address
+            self._reserve(namespace, name, address)
             return address, Cond("AddressAssigned", "True", "Assigned")
+
+    def _reserve(self, namespace: str, name: str, address: str) -> None:
+        self._release(namespace, name)
+        self._reserved[namespace][name] = address
+        self._reserved_by_address[namespace][address] = name
+
+    def _release(self, namespace: str, name: str) -> None:
+        address = self._reserved[namespace].pop(name, None)
+        if address is not None and self._reserved_by_address[namespace].get(address) == name:
+            del self._reserved_by_address[namespace][address]
 
     # -- the world around the site ----------------------------------------------------------------
 
@@ -453,29 +521,107 @@ class SiteReconciler:
         everyone = policies.by_index(BY_ENFORCING_SITE, ref(namespace, ALL_SITES))
         return sorted(mine + everyone, key=lambda p: p["metadata"]["name"])
 
-    async def _apply_children(self, namespace: str, desired: list[dict[str, Any]]) -> None:
-        """Apply what changed, concurrently: the Deployment last, once what it mounts and runs as exists.
+    async def _reconcile_children(
+        self,
+        key: ObjectKey,
+        obj: dict[str, Any],
+        site: Site,
+        *,
+        secret_name: str | None,
+        generated: tuple[str, str] | None,
+        rendered: RenderedConfig,
+        paths: list[dict[str, Any]],
+        policies: list[dict[str, Any]],
+        status: dict[str, Any],
+    ) -> None:
+        """Bring the site's children up to date, and write ``status`` alongside the last of them."""
+        generation = obj["metadata"].get("generation")
+        external = (
+            site.spec.wireguard.public_key is not None and site.spec.wireguard.private_key_secret_ref is None
+        )
+        path_names = tuple(sorted(p["metadata"]["name"] for p in paths))
+        policy_names = tuple(p["metadata"]["name"] for p in policies)
+        # What the children are made of, and the versions the cache holds: when neither moved since a
+        # pass that found every child current, there is nothing to build or compare.
+        children_inputs = (
+            obj["metadata"].get("uid"),
+            generation,
+            secret_name,
+            generated[1] if generated else None,  # the public half: the pair is fixed by it
+            rendered.digest,
+            path_names,
+            policy_names,
+            self._children_versions(key),
+        )
+        if self._children_current.get(key) == children_inputs:
+            await self._write_status(obj, status)
+        else:
+            desired = children.desired_children(
+                obj,
+                site,
+                self.ctx.config,
+                external=external,
+                secret_name=secret_name,
+                generated_key=generated,
+                config_json=rendered.json,
+                config_digest=rendered.digest,
+                path_names=path_names,
+                policy_names=policy_names,
+            )
+            wrote = await self._apply_children(
+                key.namespace, desired, alongside_last=self._write_status(obj, status)
+            )
+            if not wrote:
+                self._children_current[key] = children_inputs
 
-        One after the other, a site's seven writes made its reconcile seven API round trips long.
+    async def _apply_children(
+        self, namespace: str, desired: list[dict[str, Any]], *, alongside_last: Coroutine[Any, Any, None]
+    ) -> bool:
+        """Apply what changed, concurrently, in two waves (see ``SECOND_WAVE``), ``alongside_last`` with
+        the second; True when something was written.
+
+        One after the other, a site's seven writes and its status made its reconcile eight API round
+        trips long; now it is two. The status waits for the first wave: it publishes the public key,
+        which must not happen before the key's Secret is stored.
         """
 
-        async def apply(manifest: dict[str, Any]) -> None:
+        async def apply(manifest: dict[str, Any]) -> bool:
             kind, cache = self._child_kind(manifest["kind"])
-            await apply_if_changed(
-                self.ctx.rest,
-                kind,
-                manifest,
-                cache.get(namespace, manifest["metadata"]["name"]),
-                self.ctx.applied,
-            )
+            cached = cache.get(namespace, manifest["metadata"]["name"])
+            return await apply_if_changed(self.ctx.rest, kind, manifest, cached, self.ctx.applied) is not None
 
-        first = [m for m in desired if m["kind"] != "Deployment"]
-        last = [m for m in desired if m["kind"] == "Deployment"]
-        for wave in (first, last):
-            results = await asyncio.gather(*(apply(m) for m in wave), return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
+        first = [apply(m) for m in desired if m["kind"] not in SECOND_WAVE]
+        last = [apply(m) for m in desired if m["kind"] in SECOND_WAVE] + [_as_false(alongside_last)]
+        wrote = False
+        try:
+            for wave in (first, last):
+                for result in await asyncio.gather(*wave, return_exceptions=True):
+                    if isinstance(result, BaseException):
+                        raise result
+                    wrote = wrote or result
+        finally:
+            for pending in (*first, *last, alongside_last):
+                pending.close()  # not started when an earlier wave failed; a no-op once finished
+        return wrote
+
+    def _children_versions(self, key: ObjectKey) -> tuple[tuple[str, str] | None, ...]:
+        """(uid, resourceVersion) of each child the cache holds for the site, None where it has none."""
+        names = children.child_names(key.name)
+        versions: list[tuple[str, str] | None] = []
+        for kind, name in (
+            ("Secret", names.secret),
+            ("ConfigMap", names.config_map),
+            ("ServiceAccount", names.service_account),
+            ("Role", names.role),
+            ("RoleBinding", names.role_binding),
+            ("Deployment", names.deployment),
+            ("PersistentVolumeClaim", names.pvc),
+            ("Service", names.service),
+        ):
+            cached = self._child_kind(kind)[1].get(key.namespace, name)
+            meta = (cached or {}).get("metadata") or {}
+            versions.append((meta.get("uid", ""), meta.get("resourceVersion", "")) if cached else None)
+        return tuple(versions)
 
     def _child_kind(self, kind: str) -> tuple[ResourceKind, KindCache]:
         caches = self.ctx.caches

@@ -75,7 +75,9 @@ def build_caches(manager: Manager) -> Caches:
     caches.paths.add_index(indexes.BY_DESTINATION, indexes.path_destination)
     caches.meshes.add_index(indexes.BY_MESH_SITE, indexes.mesh_sites)
     caches.policies.add_index(indexes.BY_ENFORCING_SITE, indexes.policy_sites)
+    caches.policies.add_index(indexes.BY_PATH, indexes.policy_paths)
     caches.sites.add_index(indexes.BY_PEER, indexes.site_peers)
+    caches.sites.add_index(indexes.BY_OVERLAY_ADDRESS, indexes.site_overlay_address)
     return caches
 
 
@@ -145,16 +147,8 @@ def register(manager: Manager, config: OperatorConfig) -> None:
 
     def policies_of_path(obj: Object) -> list[ObjectKey]:
         namespace = obj["metadata"].get("namespace") or ""
-        name = obj["metadata"]["name"]
-        return [
-            ObjectKey.of(policy)
-            for policy in caches.policies.list(namespace)
-            if name
-            in {
-                ((policy.get("spec") or {}).get("action") or {}).get(role, {}).get("pathId")
-                for role in ("primaryPath", "backupPath")
-            }
-        ]
+        found = caches.policies.by_index(indexes.BY_PATH, indexes.ref(namespace, obj["metadata"]["name"]))
+        return [ObjectKey.of(policy) for policy in found]
 
     def policies_of_site(obj: Object) -> list[ObjectKey]:
         namespace = obj["metadata"].get("namespace") or ""
