@@ -114,21 +114,31 @@ def needs_apply(
     cached: Object | None,
     applied: AppliedVersions | None = None,
 ) -> dict[str, Any] | None:
-    """``desired`` stamped with its digest when ``cached`` does not hold it yet, else None. No I/O.
+    """``desired`` stamped with its digest when ``cached`` does not hold it yet, else None. No I/O."""
+    stamped = with_digest(desired)
+    return stamped if is_stale(kind, stamped, cached, applied) else None
+
+
+def is_stale(
+    kind: ResourceKind,
+    stamped: dict[str, Any],
+    cached: Object | None,
+    applied: AppliedVersions | None = None,
+) -> bool:
+    """True when ``cached`` does not hold ``stamped`` (a :func:`with_digest` result). No I/O.
 
     With ``applied``, a cached version already known to hold this manifest is not compared again.
     """
-    stamped = with_digest(desired)
     if cached is None:
-        return stamped
+        return True
     stamp = stamped["metadata"]["annotations"][DIGEST_ANNOTATION]
     if applied is not None and applied.holds(kind, cached, stamp):
-        return None
+        return False
     if contains(cached, stamped):
         if applied is not None:
             applied.record(kind, cached, stamp)
-        return None
-    return stamped
+        return False
+    return True
 
 
 async def apply_stamped(

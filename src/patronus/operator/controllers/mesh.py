@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 from patronus.api import Mesh, Site
 from patronus.api.meta import GROUP_VERSION
 from patronus.kube.rest import NotFoundError
-from patronus.operator.apply import apply_stamped, apply_status_if_changed, needs_apply
+from patronus.operator.apply import apply_stamped, apply_status_if_changed, is_stale, with_digest
 from patronus.operator.conditions import Cond, merge
 from patronus.operator.controllers.context import Context
 from patronus.operator.indexes import SITE_LABEL
@@ -72,14 +73,24 @@ def underlays_of(site_obj: dict[str, Any]) -> list[str]:
     return site.spec.underlay_names() if site is not None else []
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedPaths:
+    """A mesh's Paths, as stamped manifests by name, and what they were planned from."""
+
+    inputs: tuple[Any, ...]
+    manifests: list[tuple[str, dict[str, Any]]]
+
+
 class MeshReconciler:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self._planned: dict[ObjectKey, PlannedPaths] = {}
 
     async def reconcile(self, key: ObjectKey) -> Result | None:
         caches = self.ctx.caches
         obj = caches.meshes.get(key.namespace, key.name)
         if obj is None:
+            self._planned.pop(key, None)
             return None  # its Paths are garbage-collected through their owner reference
         status = obj.get("status") or {}
         generation = obj["metadata"].get("generation")
@@ -109,16 +120,27 @@ class MeshReconciler:
             else:
                 existing[site] = underlays_of(site_obj) or ["default"]
         # The default hub is the first *listed* site: if it is missing, no spoke is promoted in its place.
-        plans = plan_paths(key.name, existing, mesh.spec.topology, mesh_hubs(mesh))
+        inputs = (
+            obj["metadata"].get("uid"),
+            generation,
+            tuple((site, tuple(underlays)) for site, underlays in existing.items()),
+        )
+        planned = self._planned.get(key)
+        if planned is None or planned.inputs != inputs:
+            plans = plan_paths(key.name, existing, mesh.spec.topology, mesh_hubs(mesh))
+            planned = PlannedPaths(
+                inputs, [(plan.name, with_digest(path_manifest(obj, plan))) for plan in plans]
+            )
+            self._planned[key] = planned
 
         # A big mesh implies thousands of Paths: find the few that need a write without leaving the
         # loop (a task per Path, most with nothing to do, was most of a reconcile's cost), then write
-        # those a few at a time.
+        # those a few at a time. The plan and its stamped manifests are kept while the mesh and its
+        # sites stay the same, so an unchanged Path costs a cache lookup.
         writes = []
-        for plan in plans:
-            cached = caches.paths.get(key.namespace, plan.name)
-            stamped = needs_apply(PATH, path_manifest(obj, plan), cached, self.ctx.applied)
-            if stamped is not None:
+        for name, stamped in planned.manifests:
+            cached = caches.paths.get(key.namespace, name)
+            if is_stale(PATH, stamped, cached, self.ctx.applied):
                 writes.append(stamped)
         limit = asyncio.Semaphore(PATH_WRITE_CONCURRENCY)
 
@@ -127,7 +149,7 @@ class MeshReconciler:
                 await apply_stamped(self.ctx.rest, PATH, stamped, self.ctx.applied)
 
         await asyncio.gather(*(write(stamped) for stamped in writes))
-        wanted = {plan.name for plan in plans}
+        wanted = {name for name, _ in planned.manifests}
         owned = [p for p in caches.paths.by_index("owner", obj["metadata"]["uid"])]
         for path in owned:
             name = path["metadata"]["name"]
@@ -144,17 +166,17 @@ class MeshReconciler:
             if missing
             else Cond("SitesResolved", "True", "SitesExist"),
             Cond("Ready", "True", "AllPathsUp")
-            if plans and len(up) == len(plans)
+            if wanted and len(up) == len(wanted)
             else Cond(
                 "Ready",
                 "False",
                 "SitesMissing" if missing else "PathsNotUp",
-                f"{len(up)} of {len(plans)} paths up",
+                f"{len(up)} of {len(wanted)} paths up",
             ),
         ]
         desired: dict[str, Any] = {
             "totalSites": len(existing),
-            "totalPaths": len(plans),
+            "totalPaths": len(wanted),
             "activePaths": len(up),
             "missingSites": missing,
             "conditions": merge(
