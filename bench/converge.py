@@ -24,7 +24,9 @@ same Sites, Mesh and Policies (POST), every child the operator made (the pure bu
 the Paths, and one status per Site/Path/Mesh/Policy (copied from the operator's final statuses). It uses
 the operator's verbs (server-side apply for children and statuses) and a semaphore of 4 controllers x
 ``--workers`` requests in flight, the number of operator workers that write. Timed from the first create
-until the last write is acknowledged.
+until the last write is acknowledged. It runs ``--floor-runs`` times (default 2, each in a fresh
+namespace), since on a small shared machine one floor run varied from 48 s to 65 s; the ratio is taken
+against their median and, as a bound, against the fastest.
 
 Reported: both times and their ratio, writes counted by our clients and by the API server
 (``apiserver_request_total``, scraped before and after each phase; it also counts kube-controller-manager's
@@ -51,6 +53,7 @@ import pstats
 import re
 import resource
 import signal
+import statistics
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -917,7 +920,9 @@ def print_writes(title: str, writes: Mapping[str, int] | Mapping[tuple[str, str]
         print(f"      {name:42s} {count:8,}")
 
 
-def report(work: Workload, args: argparse.Namespace, op: OperatorOutcome, floor: PhaseResult) -> None:
+def report(work: Workload, args: argparse.Namespace, op: OperatorOutcome, floors: list[PhaseResult]) -> None:
+    # Details (writes, CPU) from the floor run with the median time; times from all of them.
+    floor = sorted(floors, key=lambda f: f.seconds or math.inf)[(len(floors) - 1) // 2]
     print()
     print("=" * 100)
     mesh_sites = len(work.mesh["spec"]["sites"])
@@ -932,7 +937,7 @@ def report(work: Workload, args: argparse.Namespace, op: OperatorOutcome, floor:
         f"{args.reconcile_interval}; creator concurrency {args.creators}; floor concurrency "
         f"{len(CONTROLLERS) * args.workers}"
     )
-    report_times(args, op.result, floor)
+    report_times(args, op.result, floors)
     print()
     print("objects:")
     print(f"  created: {work.objects} (sites+mesh+policies), paths wanted {len(work.path_names)}")
@@ -944,7 +949,7 @@ def report(work: Workload, args: argparse.Namespace, op: OperatorOutcome, floor:
     report_memory(op.result.extra)
 
 
-def report_times(args: argparse.Namespace, o: PhaseResult, floor: PhaseResult) -> None:
+def report_times(args: argparse.Namespace, o: PhaseResult, floors: list[PhaseResult]) -> None:
     x = o.extra
     print()
     print("time, first create -> converged:")
@@ -952,11 +957,14 @@ def report_times(args: argparse.Namespace, o: PhaseResult, floor: PhaseResult) -
         f"  operator: {_fmt_seconds(o.seconds)}   (creates acknowledged at {x['created_at'] or 0:.1f} s; "
         f"the operator's last write at {x['last_write'] or 0:.1f} s, then no write for {args.quiet:.0f} s)"
     )
-    print(f"  floor:    {_fmt_seconds(floor.seconds)}")
-    if o.seconds is not None and floor.seconds:
-        print(f"  ratio operator/floor: {o.seconds / floor.seconds:.2f}   (target <= 1.5)")
+    times = [f.seconds for f in floors if f.seconds]
+    print(f"  floor:    {', '.join(_fmt_seconds(f.seconds) for f in floors)}  ({len(floors)} runs after it)")
+    if o.seconds is not None and times:
+        median = statistics.median(times)
+        print(f"  ratio operator/floor: {o.seconds / median:.2f} against the median floor {median:.1f} s, "
+              f"{o.seconds / min(times):.2f} against the fastest   (target <= 1.5)")  # fmt: skip
         if x["last_write"]:
-            print(f"  ratio operator-last-write/floor: {x['last_write'] / floor.seconds:.2f}")
+            print(f"  ratio operator-last-write/floor: {x['last_write'] / median:.2f}")
 
 
 def report_writes(o: PhaseResult, floor: PhaseResult) -> None:
@@ -1046,17 +1054,21 @@ def report_memory(x: Mapping[str, Any]) -> None:
 
 
 async def run(plane: ControlPlane, work: Workload, args: argparse.Namespace) -> None:
-    first, second = "bench-operator", "bench-floor"
-    for namespace in (first, second):
+    first = "bench-operator"
+    floor_namespaces = [f"bench-floor-{index + 1}" for index in range(args.floor_runs)]
+    for namespace in (first, *floor_namespaces):
         plane.kubectl("create", "namespace", namespace)
     print(f"operator run in namespace {first}:", flush=True)
     outcome = await run_operator_phase(plane, first, work, args)
-    print(f"floor run in namespace {second} (operator stopped):", flush=True)
-    floor = await run_floor_phase(
-        plane, namespace=second, first_namespace=first, work=work, outcome=outcome, args=args
-    )
-    print(f"  [{floor.seconds or 0:7.1f}s] floor done", flush=True)
-    report(work, args, outcome, floor)
+    floors = []
+    for namespace in floor_namespaces:
+        print(f"floor run in namespace {namespace} (operator stopped):", flush=True)
+        floor = await run_floor_phase(
+            plane, namespace=namespace, first_namespace=first, work=work, outcome=outcome, args=args
+        )
+        print(f"  [{floor.seconds or 0:7.1f}s] floor done", flush=True)
+        floors.append(floor)
+    report(work, args, outcome, floors)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -1076,6 +1088,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800.0, help="bound on the operator run, seconds")
     parser.add_argument("--quiet", type=float, default=5.0, help="seconds without operator writes = settled")
     parser.add_argument("--profile", action="store_true", help="cProfile this process in the operator run")
+    parser.add_argument(
+        "--floor-runs", type=int, default=2, help="floor repetitions; the ratio uses their median"
+    )
     args = parser.parse_args()
     configure_logging("warning", "console")  # the operator's info lines are not results
 
