@@ -41,6 +41,17 @@ def parsed(model: type[M], obj: dict[str, Any] | None) -> M | None:
     return result
 
 
+def parsed_or_error(model: type[M], obj: dict[str, Any]) -> M | ValidationError:
+    """The memoised parse of ``obj``, or the error that says why it does not validate."""
+    result = parsed(model, obj)
+    if result is not None:
+        return result
+    try:
+        return model.model_validate(obj)  # invalid ones are rare: validated again for the message
+    except ValidationError as error:
+        return error
+
+
 def _validate(model: type[M], obj: dict[str, Any]) -> M | None:
     try:
         return model.model_validate(obj)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from patronus.api import Site
 from patronus.operator import parsed as parsed_module
-from patronus.operator.parsed import parsed
+from patronus.operator.parsed import parsed, parsed_or_error
 
 
 def _site(version: str, endpoint: str = "a.example.net:51820", uid: str = "uid-a") -> dict[str, Any]:
@@ -37,3 +39,14 @@ def test_invalid_and_anonymous_objects() -> None:
     anonymous = _site("1")
     del anonymous["metadata"]["uid"]
     assert parsed(Site, anonymous) is not None  # validated, not memoised
+
+
+def test_parsed_or_error_gives_the_reason() -> None:
+    good = parsed_or_error(Site, _site("1", uid="uid-good"))
+    assert isinstance(good, Site)
+    assert parsed_or_error(Site, _site("1", uid="uid-good")) is good
+    broken = _site("1", uid="uid-bad")
+    broken["spec"] = {"wireguard": {"endpoints": "not a list"}}
+    error = parsed_or_error(Site, broken)
+    assert isinstance(error, ValidationError)
+    assert error.errors()[0]["loc"][:2] == ("spec", "wireguard")

@@ -21,7 +21,7 @@ from patronus.operator.apply import apply_stamped, apply_status_if_changed, is_s
 from patronus.operator.conditions import Cond, merge
 from patronus.operator.controllers.context import Context
 from patronus.operator.indexes import SITE_LABEL
-from patronus.operator.parsed import parsed
+from patronus.operator.parsed import parsed, parsed_or_error
 from patronus.runtime.controller import Result
 from patronus.runtime.logs import get_logger
 from patronus.runtime.resource import MESH, PATH, ObjectKey
@@ -94,10 +94,9 @@ class MeshReconciler:
             return None  # its Paths are garbage-collected through their owner reference
         status = obj.get("status") or {}
         generation = obj["metadata"].get("generation")
-        try:
-            mesh = Mesh.model_validate(obj)
-        except ValidationError as error:
-            conditions = [Cond("Ready", "False", "InvalidSpec", str(error.errors()[0]["msg"]))]
+        mesh = parsed_or_error(Mesh, obj)
+        if isinstance(mesh, ValidationError):
+            conditions = [Cond("Ready", "False", "InvalidSpec", str(mesh.errors()[0]["msg"]))]
             await apply_status_if_changed(
                 self.ctx.rest,
                 MESH,

@@ -18,6 +18,7 @@ from patronus.kube.timestamps import parse_time
 from patronus.operator.apply import apply_status_if_changed
 from patronus.operator.conditions import Cond, merge
 from patronus.operator.controllers.context import Context
+from patronus.operator.parsed import parsed_or_error
 from patronus.runtime.controller import Result
 from patronus.runtime.logs import get_logger
 from patronus.runtime.resource import PATH, ObjectKey
@@ -47,10 +48,9 @@ class PathReconciler:
         status = dict(obj.get("status") or {})
         generation = obj["metadata"].get("generation")
         now = self.ctx.now()
-        try:
-            path = Path.model_validate(obj)
-        except ValidationError as error:
-            conditions = [Cond("Ready", "False", "InvalidSpec", _short(error))]
+        path = parsed_or_error(Path, obj)
+        if isinstance(path, ValidationError):
+            conditions = [Cond("Ready", "False", "InvalidSpec", _short(path))]
             await self._write(
                 obj,
                 {

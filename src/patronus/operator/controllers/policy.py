@@ -15,6 +15,7 @@ from patronus.api.policy import PathRef
 from patronus.operator.apply import apply_status_if_changed
 from patronus.operator.conditions import Cond, merge
 from patronus.operator.controllers.context import Context
+from patronus.operator.parsed import parsed_or_error
 from patronus.runtime.controller import Result
 from patronus.runtime.resource import POLICY, ObjectKey
 
@@ -64,10 +65,9 @@ class PolicyReconciler:
             return None
         status = obj.get("status") or {}
         generation = obj["metadata"].get("generation")
-        try:
-            policy = Policy.model_validate(obj)
-        except ValidationError as error:
-            resolved = Cond("ReferencesResolved", "False", "InvalidSpec", str(error.errors()[0]["msg"]))
+        policy = parsed_or_error(Policy, obj)
+        if isinstance(policy, ValidationError):
+            resolved = Cond("ReferencesResolved", "False", "InvalidSpec", str(policy.errors()[0]["msg"]))
         else:
             resolved = check_references(policy, key.namespace, self.ctx.caches.sites, self.ctx.caches.paths)
         if resolved.status != "True":

@@ -40,7 +40,7 @@ from patronus.operator.indexes import (
     BY_SOURCE,
     ref,
 )
-from patronus.operator.parsed import parsed
+from patronus.operator.parsed import parsed, parsed_or_error
 from patronus.runtime.controller import Result
 from patronus.runtime.logs import get_logger
 from patronus.runtime.resource import (
@@ -109,14 +109,6 @@ def sha256(text: str) -> str:
 def spec_versions(objects: list[dict[str, Any]]) -> tuple[tuple[str, int], ...]:
     """(uid, generation) of each object: what identifies the specs a rendering read."""
     return tuple((o["metadata"].get("uid", ""), o["metadata"].get("generation", 0)) for o in objects)
-
-
-def _invalid_spec_message(obj: dict[str, Any]) -> str:
-    try:
-        Site.model_validate(obj)
-    except ValidationError as error:
-        return str(error.errors()[0]["msg"])
-    return "the spec does not validate"
 
 
 async def _as_false(work: Coroutine[Any, Any, None]) -> bool:
@@ -256,8 +248,8 @@ class SiteReconciler:
         status = obj.get("status") or {}
         generation = obj["metadata"].get("generation")
         now = self.ctx.now()
-        site = parsed(Site, obj)
-        if site is None:
+        site = parsed_or_error(Site, obj)
+        if isinstance(site, ValidationError):
             await self._write_status(
                 obj,
                 {
@@ -265,7 +257,7 @@ class SiteReconciler:
                     "observedGeneration": generation,
                     "conditions": merge(
                         status.get("conditions"),
-                        [Cond("Ready", "False", "InvalidSpec", _invalid_spec_message(obj))],
+                        [Cond("Ready", "False", "InvalidSpec", str(site.errors()[0]["msg"]))],
                         now=now,
                         generation=generation,
                     ),
