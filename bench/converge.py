@@ -108,6 +108,9 @@ CHILD_KINDS: tuple[ResourceKind, ...] = (
 MANAGED = "app.kubernetes.io/managed-by=patronus-operator"
 POLL_PERIOD = 0.1
 SERVICE_RANGE = "--service-cluster-ip-range=10.96.0.0/16"
+# Each site's LoadBalancer Service (externalTrafficPolicy Local) takes a node port and a health-check
+# node port: 1,000 per run, more than the default range (30000-32767) holds for three runs.
+NODE_PORT_RANGE = "--service-node-port-range=30000-45000"
 PROGRESS_EVERY = 10.0
 
 Object = dict[str, Any]
@@ -1098,8 +1101,9 @@ def main() -> None:
     started = time.monotonic()
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so `with` stops the control plane
     # 10.0.0.0/24 (the default here) has 254 Service IPs: one LoadBalancer Service per non-external site
-    # in two namespaces needs more. The last --service-cluster-ip-range wins.
-    with ControlPlane(controller_manager=True, extra_apiserver_args=[SERVICE_RANGE]) as plane:
+    # in three namespaces needs more. The last --service-cluster-ip-range wins.
+    ranges = [SERVICE_RANGE, NODE_PORT_RANGE]
+    with ControlPlane(controller_manager=True, extra_apiserver_args=ranges) as plane:
         print(f"control plane up in {time.monotonic() - started:.1f} s", flush=True)
         install_crds(cast(Client, plane.client()))
         asyncio.run(run(plane, work, args))
