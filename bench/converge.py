@@ -500,16 +500,17 @@ class ConvergenceTracker:
             try:
                 version = ""
                 token: str | None = None
-                seen: dict[str, bool] = {}
-                self.current[kind.plural] = seen
+                listed: list[Object] = []
                 while True:
                     page = await rest.list_page(kind, namespace, limit=500, continue_token=token)
-                    for obj in page.get("items") or []:
-                        self._see(kind, obj)
+                    listed += page.get("items") or []
                     version = (page.get("metadata") or {}).get("resourceVersion") or version
                     token = (page.get("metadata") or {}).get("continue")
                     if not token:
                         break
+                self.current[kind.plural] = {}  # replaced only once the new list is complete
+                for obj in listed:
+                    self._see(kind, obj)
                 async for event in rest.watch(kind, namespace, resource_version=version, timeout_seconds=600):
                     obj = event.get("object") or {}
                     if event.get("type") == "BOOKMARK" or not (obj.get("metadata") or {}).get("name"):
