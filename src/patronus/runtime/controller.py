@@ -95,15 +95,22 @@ class Controller:
 
     # -- wiring -----------------------------------------------------------------------------------
 
-    def owns(self, child: KindCache) -> Controller:
-        """A change to a child enqueues its owner of the primary kind."""
+    def owns(
+        self, child: KindCache, *, on_update: Callable[[Object, Object], bool] | None = None
+    ) -> Controller:
+        """A change to a child enqueues its owner of the primary kind; ``on_update(old, new)`` filters
+        updates (creations and deletions always count), as in :meth:`watches`."""
         kind = self.primary.kind
 
         def enqueue_owners(obj: Object) -> None:
             for key in owner_keys(obj, kind):
                 self.queue.add(key)
 
-        child.on_any_change(enqueue_owners)
+        def updated(old: Object, new: Object) -> None:
+            if on_update is None or on_update(old, new):
+                enqueue_owners(new)
+
+        child.add_handler(enqueue_owners, updated, enqueue_owners)
         return self
 
     def watches(

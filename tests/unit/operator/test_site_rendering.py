@@ -13,7 +13,7 @@ import pytest
 from patronus.operator.controllers import site as site_module
 from patronus.operator.controllers.context import Context
 from patronus.operator.controllers.site import SiteReconciler
-from patronus.operator.controllers.wiring import path_summary_changed
+from patronus.operator.controllers.wiring import more_than_status_changed, path_summary_changed
 from patronus.runtime.resource import ObjectKey
 from patronus.topology.peers import SiteView, UnderlayView
 
@@ -133,3 +133,26 @@ def test_a_policy_is_rendered_once_for_every_site_that_enforces_it() -> None:
     generation, fragment = reconciler._policy_fragments["uid-web"]
     assert generation == 2
     assert fragment["match"]["dstPorts"] == [[53, 53]]
+
+
+def test_a_childs_status_alone_does_not_requeue_its_site() -> None:
+    deployment: dict[str, Any] = {
+        "metadata": {"name": "a-agent", "resourceVersion": "1", "generation": 1, "managedFields": []},
+        "spec": {"replicas": 1},
+        "status": {"readyReplicas": 0},
+    }
+    pods_came_up = copy.deepcopy(deployment)
+    pods_came_up["metadata"]["resourceVersion"] = "2"
+    pods_came_up["metadata"]["managedFields"] = [{"manager": "kube-controller-manager"}]
+    pods_came_up["status"] = {"readyReplicas": 1}
+    assert not more_than_status_changed(deployment, pods_came_up)
+
+    scaled = copy.deepcopy(pods_came_up)
+    scaled["spec"]["replicas"] = 3
+    assert more_than_status_changed(pods_came_up, scaled)
+    relabelled = copy.deepcopy(pods_came_up)
+    relabelled["metadata"]["labels"] = {"someone": "else"}
+    assert more_than_status_changed(pods_came_up, relabelled)
+    config_map = {"metadata": {"name": "a-agent", "resourceVersion": "1"}, "data": {"config.json": "{}"}}
+    edited = {"metadata": {"name": "a-agent", "resourceVersion": "2"}, "data": {"config.json": "{ }"}}
+    assert more_than_status_changed(config_map, edited)

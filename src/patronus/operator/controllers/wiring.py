@@ -55,6 +55,19 @@ def path_summary_changed(old: Object, new: Object) -> bool:
     )
 
 
+def _without_status(obj: Object) -> Object:
+    metadata = {
+        k: v for k, v in (obj.get("metadata") or {}).items() if k not in ("resourceVersion", "managedFields")
+    }
+    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": metadata}
+
+
+def more_than_status_changed(old: Object, new: Object) -> bool:
+    """Something a Site's child is built from moved: not only its status (kube-controller-manager
+    rewrites a Deployment's status as its pods come and go, which concerns no Site)."""
+    return _without_status(old) != _without_status(new)
+
+
 def build_caches(manager: Manager) -> Caches:
     children = indexes.MANAGED_BY_SELECTOR
     caches = Caches(
@@ -170,7 +183,7 @@ def register(manager: Manager, config: OperatorConfig) -> None:
         caches.pvcs,
         caches.services,
     ):
-        site_controller.owns(child)
+        site_controller.owns(child, on_update=more_than_status_changed)
     (
         site_controller.watches(caches.sites, sites_related_to_site, on_update=peer_identity_changed)
         .watches(caches.meshes, sites_of_mesh, on_update=spec_changed)
