@@ -128,3 +128,29 @@ def test_cidr() -> None:
     assert parsers.validate_cidr("fd00::/64") == "fd00::/64"
     with pytest.raises(ValueError, match="CIDR"):
         parsers.validate_cidr("10.1.2.3/16")
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        ("1000m", "1"),
+        ("2048Mi", "2Gi"),
+        ("0.5", "500m"),
+        ("1500", "1500"),
+        ("2000", "2k"),
+        ("1536Mi", "1536Mi"),
+        ("0.5Gi", "512Mi"),
+        ("1023", "1023"),
+        ("1.5e3", "1500"),
+        ("1E6", "1E6"),
+        ("0", "0"),
+    ],
+)
+def test_canonical_quantity(written: str, stored: str) -> None:
+    # The same spellings, and more, are checked against the real API server in the integration tests.
+    assert parsers.canonical_quantity(written) == stored
+
+
+def test_canonical_quantity_refuses_what_is_not_a_quantity() -> None:
+    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
+        parsers.canonical_quantity("two cores")

@@ -12,6 +12,7 @@ import binascii
 import ipaddress
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 MAX_PORT = 65535
 
@@ -162,6 +163,56 @@ def validate_quantity(text: str) -> str:
     if not _QUANTITY.fullmatch(text):
         raise ValueError(f"{text!r} is not a Kubernetes quantity such as 500m, 2 or 4Gi")
     return text
+
+
+_BINARY_SUFFIXES = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
+_DECIMAL_SUFFIXES = {"m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+_DECIMAL_SUFFIX_OF = {exponent: suffix for suffix, exponent in _DECIMAL_SUFFIXES.items()} | {-6: "u", -9: "n"}
+
+
+def canonical_quantity(text: str) -> str:
+    """A quantity as the API server stores it (apimachinery's ``Quantity.String()``): ``1000m`` is
+    ``1``, ``2048Mi`` is ``2Gi``, ``0.5`` is ``500m``, ``1500`` stays ``1500``.
+
+    Applying the spelling a user wrote would make every stored object differ from the desired one, so
+    each reconcile would write it again. The suffix family is kept (binary stays binary unless the value
+    is below 1024 or not a whole number, as upstream does); decimal forms use an exponent that is a
+    multiple of 3 with an integer mantissa. Values apimachinery would round (below 1n) are returned as
+    given.
+    """
+    match = _QUANTITY.fullmatch(validate_quantity(text))
+    assert match is not None
+    number, suffix = match.group(1), match.group(3) or ""
+    value = Fraction(number)
+    if suffix in _BINARY_SUFFIXES:
+        value *= 1024 ** _BINARY_SUFFIXES[suffix]
+    elif suffix[:1] in ("e", "E"):
+        value *= Fraction(10) ** int(suffix[1:])
+    else:
+        value *= Fraction(10) ** _DECIMAL_SUFFIXES[suffix]
+    if value == 0:
+        return "0"
+    if suffix in _BINARY_SUFFIXES and value >= 1024 and value.denominator == 1:
+        mantissa, power = int(value), 0
+        while mantissa % 1024 == 0 and power < 6:
+            mantissa, power = mantissa // 1024, power + 1
+        return f"{mantissa}{next(s for s, p in _BINARY_SUFFIXES.items() if p == power) if power else ''}"
+    # Decimal: mantissa x 10^exponent with no trailing zeros, then the exponent down to a multiple of 3.
+    exponent = 0
+    while value.denominator != 1:
+        value, exponent = value * 10, exponent - 1
+    mantissa = int(value)
+    while mantissa % 10 == 0:
+        mantissa, exponent = mantissa // 10, exponent + 1
+    shift = exponent % 3
+    mantissa, exponent = mantissa * 10**shift, exponent - shift
+    if exponent < -9:
+        return text
+    if suffix[:1] in ("e", "E"):  # the API server keeps the letter's case
+        return f"{mantissa}{suffix[0]}{exponent}" if exponent else str(mantissa)
+    if exponent not in _DECIMAL_SUFFIX_OF:
+        return f"{mantissa}e{exponent}"
+    return f"{mantissa}{_DECIMAL_SUFFIX_OF[exponent]}"
 
 
 def validate_cidr(text: str) -> str:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from patronus.api.meta import API_GROUP, GROUP_VERSION
+from patronus.api.parsers import canonical_quantity
 from patronus.api.site import Site
 from patronus.operator.config import OperatorConfig
 from patronus.wireguard.keys import keys_match
@@ -341,16 +342,20 @@ def agent_role_binding(site_obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _requests(site: Site, config: OperatorConfig) -> dict[str, str]:
-    """The site's CPU and memory requests, each falling back to the operator's default on its own."""
+    """The site's CPU and memory requests, each falling back to the operator's default on its own,
+    spelled as the API server stores them (so 1000m, stored as 1, is not a difference forever)."""
     resources = site.spec.resources
     return {
-        "cpu": (resources.cpu if resources else None) or config.default_cpu_request,
-        "memory": (resources.memory if resources else None) or config.default_memory_request,
+        "cpu": canonical_quantity((resources.cpu if resources else None) or config.default_cpu_request),
+        "memory": canonical_quantity(
+            (resources.memory if resources else None) or config.default_memory_request
+        ),
     }
 
 
 def _storage(site: Site) -> str | None:
-    return site.spec.resources.storage if site.spec.resources else None
+    storage = site.spec.resources.storage if site.spec.resources else None
+    return canonical_quantity(storage) if storage else None
 
 
 def _secret_key(site: Site, secret_name: str) -> str:
