@@ -114,17 +114,30 @@ class Controller:
         return self
 
     def watches(
-        self, source: KindCache, mapper: Mapper, *, on_update: Callable[[Object, Object], bool] | None = None
+        self,
+        source: KindCache,
+        mapper: Mapper,
+        *,
+        on_update: Callable[[Object, Object], bool] | None = None,
+        batch: float = 0.0,
     ) -> Controller:
         """A change to an object of ``source`` enqueues the keys ``mapper`` returns for it.
 
         ``on_update(old, new)`` filters updates (for example: only when the spec changed), so a status
-        write on a popular object does not requeue everything that maps from it.
+        write on a popular object does not requeue everything that maps from it. ``batch`` (seconds)
+        delays the enqueue, so that a burst of changes (thousands of Paths of one Mesh) gives one
+        reconcile instead of one per change.
         """
+
+        def enqueue(key: ObjectKey) -> None:
+            if batch > 0:
+                self.queue.add_batched(key, batch)
+            else:
+                self.queue.add(key)
 
         def enqueue_mapped(obj: Object) -> None:
             for key in mapper(obj):
-                self.queue.add(key)
+                enqueue(key)
 
         def updated(old: Object, new: Object) -> None:
             if on_update is None or on_update(old, new):

@@ -207,6 +207,13 @@ class WorkQueue(Generic[K]):
         if self._shutting_down:
             return
         self._metrics.retried(self.name)
+        self.add_batched(item, delay)
+
+    def add_batched(self, item: K, delay: float) -> None:
+        """Like :meth:`add_after`, but not a retry (not counted as one): many changes to what an
+        aggregate reads, arriving within ``delay``, give one reconcile."""
+        if self._shutting_down:
+            return
         if delay <= 0:
             self.add(item)
             return

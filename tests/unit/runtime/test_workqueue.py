@@ -270,3 +270,21 @@ async def test_metrics_follow_a_key_through_the_queue() -> None:
         ("retried", "test"),
     ]
     queue.shut_down()
+
+
+async def test_batched_adds_give_one_key_after_the_window_and_are_not_retries() -> None:
+    clock = FakeClock()
+    metrics = RecordingMetrics()
+    queue = make_queue(clock, metrics=metrics)
+    for _ in range(100):  # a burst of changes to what one aggregate reads
+        queue.add_batched("mesh", 1.0)
+        clock.advance(0.005)
+    await clock.settle()
+    assert len(queue) == 0
+    clock.advance(0.4)
+    await clock.settle()
+    assert len(queue) == 0, "the window starts at the first change"
+    clock.advance(0.2)
+    assert await get(queue) == "mesh"
+    assert len(queue) == 0
+    assert ("retried", "test") not in metrics.calls

@@ -28,6 +28,10 @@ from patronus.runtime.resource import (
     ObjectKey,
 )
 
+# A Mesh sums up thousands of Paths: their changes within this window give it one reconcile (its status
+# may lag by as much; its own spec and its sites' changes are not delayed).
+MESH_PATH_BATCH = 1.0
+
 
 def spec_changed(old: Object, new: Object) -> bool:
     """The spec moved (metadata.generation), not just the status."""
@@ -194,7 +198,7 @@ def register(manager: Manager, config: OperatorConfig) -> None:
     (
         manager.controller("mesh", MeshReconciler(ctx), MESH)
         .watches(caches.sites, meshes_of_site, on_update=spec_changed)
-        .watches(caches.paths, owning_mesh_of_path, on_update=path_summary_changed)
+        .watches(caches.paths, owning_mesh_of_path, on_update=path_summary_changed, batch=MESH_PATH_BATCH)
     )
 
     (
