@@ -159,9 +159,10 @@ async def test_added_delay_is_measured_to_within_two_milliseconds(responder: Pro
     assert all(c.loss_pct == 0 for c in checks)
     latency = statistics.mean(c.latency_ms or 0 for c in checks)
     assert latency == pytest.approx(40, abs=2)  # 20 ms +- 5 ms each way
-    # Against what the relay really did: within half a millisecond (loopback and loop wake-ups).
+    # Against what the relay really did: within a millisecond (loopback, and the event loops' wake-ups,
+    # which on a busy 2-core machine once added 0.5 ms).
     truth_ms = 2000 * statistics.mean(relay.held)
-    assert latency == pytest.approx(truth_ms, abs=0.5)
+    assert latency == pytest.approx(truth_ms, abs=1.0)
     jitter = statistics.mean(c.jitter_ms or 0 for c in checks)
     assert 2 < jitter < 8  # E|X - Y| for two RTTs of ~4 ms spread
 

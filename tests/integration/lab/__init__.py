@@ -75,8 +75,10 @@ class Echo:
         assert None not in samples, f"{samples.count(None)} of {count} echoes were lost"
         return [s for s in samples if s is not None]
 
-    def mean_rtt(self, count: int) -> float:
-        return statistics.fmean(self.rtts(count))
+    def median_rtt(self, count: int) -> float:
+        """The median of ``count`` round trips: one scheduling hiccup of a busy machine (tens of ms)
+        would move a mean of 20 by more than a millisecond."""
+        return statistics.median(self.rtts(count))
 
     def drain(self) -> None:
         """Throw away late datagrams so the next round trip pairs its own request and reply."""

@@ -66,7 +66,7 @@ def test_relay_zero_delay_overhead(plan: LabPlan, capsys: pytest.CaptureFixture[
 
 def test_delay_and_jitter_per_direction_changed_at_run_time(plan: LabPlan) -> None:
     with echo(plan, "a", "b", "fiber") as pair, echo(plan, "a", "b", "lte", port=7778) as other:
-        base = pair.mean_rtt(50)
+        base = pair.median_rtt(50)
         impair.set_impairment(plan, "a/fiber", Impairment(delay_ms=40, jitter_ms=5))
         assert impair.current(plan, "a/fiber") == Impairment(delay_ms=40, jitter_ms=5)
         samples = pair.rtts(60)
@@ -75,24 +75,24 @@ def test_delay_and_jitter_per_direction_changed_at_run_time(plan: LabPlan) -> No
         assert 1.5 <= statistics.pstdev(samples) <= 5.0  # uniform +-5 ms: ~2.9 ms
         assert min(samples) >= 34.0
         assert max(samples) <= 50.0
-        assert other.mean_rtt(10) < base + 2.0  # the same sites' lte link is untouched
+        assert other.median_rtt(10) < base + 2.0  # the same sites' lte link is untouched
 
         # New parameters on the same sockets: nothing restarts, the next packets see them.
         impair.set_impairment(plan, "a/fiber", Impairment(delay_ms=10))
-        added = pair.mean_rtt(20) - base
+        added = pair.median_rtt(20) - base
         assert abs(added - 10.0) <= 2.0, f"RTT grew by {added:.2f} ms, expected 10"
 
         impair.clear(plan, "a/fiber")
         assert impair.current(plan, "a/fiber") == Impairment()
-        assert pair.mean_rtt(20) < base + 1.0
+        assert pair.median_rtt(20) < base + 1.0
 
 
 def test_delays_of_both_ends_add_up(plan: LabPlan) -> None:
     with echo(plan, "b", "c", "lte") as pair:
-        base = pair.mean_rtt(20)
+        base = pair.median_rtt(20)
         impair.set_impairment(plan, "b/lte", Impairment(delay_ms=5))
         impair.set_impairment(plan, "c/lte", Impairment(delay_ms=10))
-        added = pair.mean_rtt(20) - base
+        added = pair.median_rtt(20) - base
     assert abs(added - 15.0) <= 2.0, f"RTT grew by {added:.2f} ms, expected 5 + 10 (each end's egress)"
 
 
@@ -144,15 +144,15 @@ def test_down_drops_everything_and_up_restores(plan: LabPlan) -> None:
 
 def test_relay_restart_falls_back_then_restores_delays(plan: LabPlan, relay_log: Path) -> None:
     with echo(plan, "a", "b", "fiber") as pair:
-        base = pair.mean_rtt(10)
+        base = pair.median_rtt(10)
         impair.set_impairment(plan, "a/fiber", Impairment(delay_ms=10))
         stop(_RELAY["process"])
         # No relay: its TUN device and the route into it are gone, the diversion rules find no route,
         # and the link carries on undelayed instead of going dark.
-        assert pair.mean_rtt(10) < base + 1.0
+        assert pair.median_rtt(10) < base + 1.0
         with pytest.raises(impair.RelayNotRunning):
             impair.set_impairment(plan, "a/fiber", Impairment(delay_ms=30))
         assert impair.current(plan, "a/fiber") == Impairment(delay_ms=10)  # a refused change changes nothing
         _RELAY["process"] = impair.start_relay(plan, relay_log)
-        added = pair.mean_rtt(10) - base
+        added = pair.median_rtt(10) - base
     assert abs(added - 10.0) <= 2.0, f"RTT grew by {added:.2f} ms after the restart, expected 10"
