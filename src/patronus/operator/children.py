@@ -76,6 +76,19 @@ class ChildNames:
     pvc: str
     service: str
 
+    def by_kind(self) -> dict[str, str]:
+        """Each child's name by its kind."""
+        return {
+            "Secret": self.secret,
+            "ConfigMap": self.config_map,
+            "ServiceAccount": self.service_account,
+            "Role": self.role,
+            "RoleBinding": self.role_binding,
+            "Deployment": self.deployment,
+            "PersistentVolumeClaim": self.pvc,
+            "Service": self.service,
+        }
+
 
 # -- names, labels, owner ---------------------------------------------------------------------------------
 

@@ -209,4 +209,9 @@ def config_json(config: Mapping[str, Any]) -> str:
 
 def config_digest(config: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of :func:`config_json`: annotate the workload with it to roll it on change."""
-    return hashlib.sha256(config_json(config).encode()).hexdigest()
+    return config_text_digest(config_json(config))
+
+
+def config_text_digest(text: str) -> str:
+    """:func:`config_digest` of the config whose :func:`config_json` is ``text``."""
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -632,3 +632,11 @@ def test_port_names_stay_unique() -> None:
     )
     ports = ch.wireguard_ports(site)
     assert ports == [("health-2", 51830), ("wireguard", 51840), ("wireguard-2", 51820)]
+
+
+def test_child_names_by_kind_cover_every_child() -> None:
+    names = ch.child_names("branch-nyc")
+    by_kind = names.by_kind()
+    assert sorted(by_kind.values()) == sorted(dataclasses.astuple(names))
+    assert by_kind["ConfigMap"] == names.config_map
+    assert by_kind["PersistentVolumeClaim"] == names.pvc

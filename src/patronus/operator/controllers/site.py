@@ -14,7 +14,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import hashlib
 import ipaddress
 from collections import defaultdict
 from collections.abc import Coroutine
@@ -62,6 +61,7 @@ from patronus.topology import (
     AddressPoolExhausted,
     SiteView,
     config_json,
+    config_text_digest,
     mean_health,
     peer_names,
     peers_for,
@@ -100,10 +100,6 @@ class RenderMemo:
 
     inputs: tuple[Any, ...]
     digest: str
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def spec_versions(objects: list[dict[str, Any]]) -> tuple[tuple[str, int], ...]:
@@ -477,7 +473,7 @@ class SiteReconciler:
             memo is not None
             and memo.inputs == inputs
             and stored is not None
-            and sha256(stored) == memo.digest
+            and config_text_digest(stored) == memo.digest
         ):
             return RenderedConfig(stored, memo.digest)
         config = render_agent_config(
@@ -489,7 +485,7 @@ class SiteReconciler:
             policy_renderer=self._policy_fragment,
         )
         text = config_json(config)
-        rendered = RenderedConfig(text, sha256(text))
+        rendered = RenderedConfig(text, config_text_digest(text))
         self._rendered[key] = RenderMemo(inputs, rendered.digest)
         return rendered
 
@@ -598,18 +594,8 @@ class SiteReconciler:
 
     def _children_versions(self, key: ObjectKey) -> tuple[tuple[str, str] | None, ...]:
         """(uid, resourceVersion) of each child the cache holds for the site, None where it has none."""
-        names = children.child_names(key.name)
         versions: list[tuple[str, str] | None] = []
-        for kind, name in (
-            ("Secret", names.secret),
-            ("ConfigMap", names.config_map),
-            ("ServiceAccount", names.service_account),
-            ("Role", names.role),
-            ("RoleBinding", names.role_binding),
-            ("Deployment", names.deployment),
-            ("PersistentVolumeClaim", names.pvc),
-            ("Service", names.service),
-        ):
+        for kind, name in children.child_names(key.name).by_kind().items():
             cached = self._child_kind(kind)[1].get(key.namespace, name)
             meta = (cached or {}).get("metadata") or {}
             versions.append((meta.get("uid", ""), meta.get("resourceVersion", "")) if cached else None)
