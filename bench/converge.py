@@ -61,22 +61,14 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
-
-from lightkube import AsyncClient, Client, KubeConfig
+from typing import Any
 
 from patronus.api import Site
+from patronus.controlplane.launcher import ControlPlane
+from patronus.controlplane.processes import free_port
 from patronus.kube.crds import install_crds
-from patronus.kube.rest import ApiError, KubeConnectionError, RestClient
-from patronus.operator.apply import FIELD_MANAGER, with_digest
-from patronus.operator.children import CONFIG_KEY, SITE_LABEL, desired_children
-from patronus.operator.config import OperatorConfig, load_config
-from patronus.operator.controllers import register
-from patronus.operator.controllers.mesh import path_manifest
-from patronus.operator.main import manager_options
-from patronus.runtime.logs import configure_logging
-from patronus.runtime.manager import Manager
-from patronus.runtime.resource import (
+from patronus.kube.errors import ApiError, KubeConnectionError
+from patronus.kube.resource import (
     CONFIG_MAP,
     DEPLOYMENT,
     MESH,
@@ -90,8 +82,15 @@ from patronus.runtime.resource import (
     SITE,
     ResourceKind,
 )
-from patronus.testing.controlplane import ControlPlane
-from patronus.testing.processes import free_port
+from patronus.kube.rest import RestClient
+from patronus.operator.apply import FIELD_MANAGER, with_digest
+from patronus.operator.children import CONFIG_KEY, SITE_LABEL, desired_children
+from patronus.operator.config import OperatorConfig, load_config
+from patronus.operator.controllers import register
+from patronus.operator.controllers.mesh import path_manifest
+from patronus.operator.main import manager_options
+from patronus.runtime.logs import configure_logging
+from patronus.runtime.manager import Manager
 from patronus.topology.mesh import plan_paths
 from patronus.wireguard.keys import generate_private_key, public_key_for
 
@@ -774,10 +773,9 @@ async def run_operator_phase(
 ) -> OperatorOutcome:
     config = operator_config(namespace, args)
     rest = CountingRestClient.open(plane.kubeconfig, "patronus-operator")
-    client = AsyncClient(KubeConfig.from_file(plane.kubeconfig), field_manager="patronus-operator")
     creator = CountingRestClient.open(plane.kubeconfig, "bench-creator")
     poller = RestClient.from_kubeconfig(plane.kubeconfig, field_manager="bench-poller")
-    manager = Manager(manager_options(config), rest, client)
+    manager = Manager(manager_options(config), rest)
     register(manager, config)
 
     rss_before = proc_status_kib("VmRSS")
@@ -838,7 +836,6 @@ async def run_operator_phase(
     }
     for closing in (rest, creator, poller):
         await closing.close()
-    await client.close()
     result = PhaseResult(
         "operator", converged, rest.writes + creator.writes, subtract(api_after, api_before), cpu, extra
     )
@@ -1106,6 +1103,8 @@ def report_memory(x: Mapping[str, Any]) -> None:
 
 
 async def run(plane: ControlPlane, work: Workload, args: argparse.Namespace) -> None:
+    async with RestClient.from_kubeconfig(plane.kubeconfig, field_manager="bench-crds") as admin:
+        await install_crds(admin)
     first = "bench-operator"
     floor_namespaces = [f"bench-floor-{index + 1}" for index in range(args.floor_runs)]
     for namespace in (first, *floor_namespaces):
@@ -1154,7 +1153,6 @@ def main() -> None:
     ranges = [SERVICE_RANGE, NODE_PORT_RANGE]
     with ControlPlane(controller_manager=True, extra_apiserver_args=ranges) as plane:
         print(f"control plane up in {time.monotonic() - started:.1f} s", flush=True)
-        install_crds(cast(Client, plane.client()))
         asyncio.run(run(plane, work, args))
     print(f"\ntotal wall time {time.monotonic() - started:.0f} s")
 

@@ -64,12 +64,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from patronus.kube.resource import CONFIG_MAP, PATH, POLICY
 from patronus.kube.rest import RestClient
 from patronus.lab import network
 from patronus.lab.impair import Impairment, set_impairment
 from patronus.lab.plan import LabPlan
 from patronus.lab.supervisor import LAB_NAMESPACE, MESH_NAME, LabFiles
-from patronus.runtime.resource import CONFIG_MAP, PATH, POLICY
 from patronus.topology.mesh import path_name
 
 REPO = Path(__file__).resolve().parents[1]

@@ -23,13 +23,13 @@ from typing import Any, cast
 
 import orjson
 
+from patronus.kube.resource import SITE, ObjectKey
 from patronus.kube.rest import RestClient
 from patronus.runtime.cache import Indexer
 from patronus.runtime.controller import Controller, Result
 from patronus.runtime.informer import Informer
 from patronus.runtime.logs import configure_logging
 from patronus.runtime.metrics import OperatorMetrics
-from patronus.runtime.resource import SITE, ObjectKey
 from patronus.runtime.sources import KindCache
 
 SITE_TEMPLATE: dict[str, Any] = {

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from patronus.testing import processes
-from patronus.testing.controlplane import RUNS_ROOT, Binaries, ControlPlane, sweep_abandoned_runs
+from patronus.controlplane import processes
+from patronus.controlplane.launcher import RUNS_ROOT, Binaries, ControlPlane, sweep_abandoned_runs
 
 
 def _pids_alive(pids: list[int]) -> list[int]:
@@ -66,7 +66,7 @@ def test_interrupted_run_leaves_nothing_behind(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import sys
-        from patronus.testing.controlplane import ControlPlane
+        from patronus.controlplane.launcher import ControlPlane
         plane = ControlPlane().start()
         print(plane.workdir, *[p.pid for p in plane.processes()], flush=True)
         sys.stdin.read()

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from patronus.testing.controlplane import Binaries
+from patronus.controlplane.launcher import Binaries
 
 
 def _patronus(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

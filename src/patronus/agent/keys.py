@@ -9,8 +9,8 @@ import base64
 import binascii
 from pathlib import Path
 
+from patronus.kube.resource import SECRET
 from patronus.kube.rest import RestClient
-from patronus.runtime.resource import SECRET
 
 
 class KeyUnavailable(RuntimeError):

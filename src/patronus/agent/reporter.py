@@ -11,10 +11,10 @@ from typing import Any
 
 from patronus.agent.probe_stats import CheckResult
 from patronus.api.meta import GROUP_VERSION
+from patronus.kube.resource import PATH, POLICY, SITE, ResourceKind
 from patronus.kube.rest import RestClient
 from patronus.kube.timestamps import format_time
 from patronus.runtime.clock import Clock, SystemClock
-from patronus.runtime.resource import PATH, POLICY, SITE, ResourceKind
 
 FIELD_MANAGER = "patronus-agent"
 

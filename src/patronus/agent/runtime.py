@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -36,12 +35,14 @@ from patronus.agent.failover import Decision, FailoverPolicy, FailoverState, hea
 from patronus.agent.probe_stats import CheckResult, PathState
 from patronus.agent.prober import PathProber, ProbeResponder
 from patronus.agent.reporter import StatusReporter
-from patronus.kube.rest import ApiError, NotFoundError, RestClient
+from patronus.api.agentconfig import parse_agent_config
+from patronus.kube.errors import ApiError, NotFoundError
+from patronus.kube.resource import CONFIG_MAP
+from patronus.kube.rest import RestClient
 from patronus.kube.timestamps import format_time
 from patronus.runtime.clock import Clock, SystemClock
 from patronus.runtime.informer import Informer
 from patronus.runtime.logs import get_logger
-from patronus.runtime.resource import CONFIG_MAP
 from patronus.topology.health import health_score
 
 log = get_logger(__name__)
@@ -152,10 +153,11 @@ class SiteAgent:
 
     def _on_config(self, obj: dict[str, Any]) -> None:
         try:
-            self._config = json.loads((obj.get("data") or {})["config.json"])
+            parsed = parse_agent_config((obj.get("data") or {})["config.json"])
         except (KeyError, ValueError) as error:
             self._log.warning("ignoring an unreadable configuration", error=str(error))
             return
+        self._config = parsed.model_dump(mode="json", by_alias=True)
         self._config_changed.set()
 
     async def teardown(self) -> None:

@@ -43,6 +43,17 @@ ObjectName = Annotated[
     AfterValidator(_matching(parsers.DNS_SUBDOMAIN_PATTERN, _OBJECT_NAME)),
 ]
 
+# Namespace names: RFC 1123 labels.
+LabelName = Annotated[
+    str,
+    Field(min_length=1, max_length=63),
+    CEL(
+        f"self.matches(r'{parsers.DNS_LABEL_PATTERN}')",
+        "must be a DNS label: lower-case letters, digits, '-'",
+    ),
+    AfterValidator(_matching(parsers.DNS_LABEL_PATTERN, "a DNS label: lower-case letters, digits and '-'")),
+]
+
 # Short names that also become parts of interface and object names.
 ShortName = Annotated[
     str,

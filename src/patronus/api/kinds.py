@@ -44,6 +44,14 @@ class KindInfo:
         return f"{self.plural}.{API_GROUP}"
 
     @property
+    def group(self) -> str:
+        return API_GROUP
+
+    @property
+    def version(self) -> str:
+        return API_VERSION
+
+    @property
     def api_version(self) -> str:
         return f"{API_GROUP}/{API_VERSION}"
 

@@ -55,6 +55,13 @@ QUANTITY_PATTERN = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G
 _QUANTITY = re.compile(QUANTITY_PATTERN)
 
 
+def check_pattern(text: str, pattern: str, what: str) -> str:
+    """``text`` when it matches ``pattern`` whole, else ``ValueError`` saying it must be ``what``."""
+    if not re.fullmatch(pattern, text):
+        raise ValueError(f"{text!r} must be {what}")
+    return text
+
+
 def parse_duration(text: str) -> float:
     """Parse a Go-style duration (``30s``, ``1m30s``, ``200ms``) into seconds."""
     if not re.fullmatch(DURATION_PATTERN, text):

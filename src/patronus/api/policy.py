@@ -8,7 +8,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import ConfigDict, Field, model_validator
 
 from patronus.api.fields import Bandwidth, CidrList, Duration, ObjectName, Percent, PortRanges
-from patronus.api.markers import CEL, model_rules
+from patronus.api.markers import CEL, ListType, model_rules
 from patronus.api.meta import ApiModel, Conditions, ObjectMeta
 
 QosClass = Literal["realtime", "interactive", "business-critical", "default", "bulk", "scavenger"]
@@ -139,8 +139,31 @@ class PolicySpec(ApiModel):
     """Failover threshold and cooldown."""
 
 
+class PolicySiteStatus(ApiModel):
+    """The policy at one enforcing site, from that site's agent's report."""
+
+    site: ObjectName
+    """The enforcing Site."""
+    active: bool = False
+    """Installed in that site's data plane."""
+    path_in_use: PathRef | None = None
+    """The path that site sends the traffic over now."""
+    matched_flows: Annotated[int, Field(ge=0)] = 0
+    """Flows matched at that site."""
+    bytes_routed: Annotated[int, Field(ge=0)] = 0
+    """Bytes steered at that site."""
+    failover_count: Annotated[int, Field(ge=0)] = 0
+    """Moves between the paths at that site."""
+    last_failover_time: datetime | None = None
+    """When traffic last moved at that site."""
+
+
 class PolicyStatus(ApiModel):
-    """Observed state of a Policy, written by the enforcing site's agent and the operator."""
+    """Observed state of a Policy, written by the operator from the enforcing sites' reports.
+
+    With one enforcing site (a policy with a primaryPath) the top-level fields are that site's; a
+    namespace-wide policy sums the counters, is active when every enforcing site has installed it, and
+    lists each site under ``sites``."""
 
     active: bool | None = None
     """Whether the policy is installed in the enforcing site's data plane."""
@@ -154,6 +177,10 @@ class PolicyStatus(ApiModel):
     """When traffic last moved between the primary and the backup path."""
     failover_count: Annotated[int, Field(ge=0)] | None = None
     """How many times traffic has moved between the primary and the backup path."""
+    sites: (
+        Annotated[list[PolicySiteStatus], Field(max_length=4096), ListType("map", keys=("site",))] | None
+    ) = None
+    """The policy at each enforcing site."""
     conditions: Conditions | None = None
     """Ready and the conditions that explain it (for example a missing path)."""
     observed_generation: int | None = None

@@ -156,6 +156,37 @@ class SiteSpec(ApiModel):
 SitePhase = Literal["Pending", "Active", "Degraded", "Failed"]
 
 
+class AgentReport(ApiModel):
+    """What the site's agent says about itself (written by the agent)."""
+
+    version: Annotated[str, Field(max_length=64)] | None = None
+    """The agent's release."""
+    config_digest: Annotated[str, Field(max_length=64)] | None = None
+    """SHA-256 of the configuration the data plane runs now."""
+    config_error: Annotated[str, Field(max_length=1024)] | None = None
+    """Why the newest configuration was refused (the last good one keeps running); empty when applied."""
+
+
+class SitePolicyReport(ApiModel):
+    """One policy as this site's agent enforces it (written by the agent; the operator aggregates these
+    into each Policy's status)."""
+
+    name: ObjectName
+    """The Policy."""
+    active: bool = False
+    """Installed in this site's data plane."""
+    path_in_use: ObjectName | None = None
+    """The Path this site sends the policy's traffic over now."""
+    matched_flows: Annotated[int, Field(ge=0)] = 0
+    """Flows this site matched."""
+    bytes_routed: Annotated[int, Field(ge=0)] = 0
+    """Bytes this site steered."""
+    failover_count: Annotated[int, Field(ge=0)] = 0
+    """Moves between the primary and the backup path at this site."""
+    last_failover_time: datetime | None = None
+    """When traffic last moved at this site."""
+
+
 class SiteStatus(ApiModel):
     """Observed state of a Site, written by the operator."""
 
@@ -175,7 +206,15 @@ class SiteStatus(ApiModel):
     overlay_address: Annotated[str, Field(max_length=64)] | None = None
     """The site's address inside the WireGuard overlay."""
     last_heartbeat_time: datetime | None = None
-    """When the site's agent last reported."""
+    """When the site's agent last reported (written by the agent)."""
+    agent: AgentReport | None = None
+    """The agent's own report: its version and the configuration it runs (written by the agent)."""
+    policies: (
+        Annotated[list[SitePolicyReport], Field(max_length=4096), ListType("map", keys=("name",))] | None
+    ) = None
+    """The policies this site enforces, with their counters and failover record (written by the agent)."""
+    config_map: ObjectName | None = None
+    """The ConfigMap holding the agent's configuration: what an external agent is started with."""
     observed_generation: int | None = None
     """The .metadata.generation this status describes."""
 

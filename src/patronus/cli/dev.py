@@ -7,6 +7,7 @@ kube-controller-manager, waits until it is ready, and prints the ``export KUBECO
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -67,8 +68,7 @@ def controlplane_group() -> None:
 )
 def run_controlplane(kubeconfig_out: Path, controller_manager: bool, with_crds: bool) -> None:
     """Start the control plane in the foreground until SIGTERM or Ctrl-C."""
-    from patronus.kube.crds import install_crds  # noqa: PLC0415
-    from patronus.testing.controlplane import ControlPlane  # noqa: PLC0415
+    from patronus.controlplane import ControlPlane  # noqa: PLC0415
 
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -81,7 +81,7 @@ def run_controlplane(kubeconfig_out: Path, controller_manager: bool, with_crds: 
     started = time.monotonic()
     with ControlPlane(controller_manager=controller_manager) as plane:
         if with_crds:
-            names = install_crds(plane.client())  # type: ignore[arg-type]
+            names = asyncio.run(_install_crds(plane.kubeconfig))
             click.echo(f"installed CRDs: {', '.join(names)}", err=True)
         kubeconfig_out.parent.mkdir(parents=True, exist_ok=True)
         tmp = kubeconfig_out.with_suffix(".tmp")
@@ -98,6 +98,14 @@ def run_controlplane(kubeconfig_out: Path, controller_manager: bool, with_crds: 
                 break
     kubeconfig_out.unlink(missing_ok=True)
     click.echo("control plane stopped", err=True)
+
+
+async def _install_crds(kubeconfig: Path) -> list[str]:
+    from patronus.kube.crds import install_crds  # noqa: PLC0415
+    from patronus.kube.rest import RestClient  # noqa: PLC0415
+
+    async with RestClient.from_kubeconfig(kubeconfig) as client:
+        return await install_crds(client)
 
 
 @click.group("dev")

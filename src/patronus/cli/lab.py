@@ -25,10 +25,10 @@ from typing import Any
 
 import click
 
+from patronus.kube.resource import PATH, POLICY, SITE
 from patronus.kube.rest import RestClient
 from patronus.lab import impair, network
 from patronus.lab.supervisor import LAB_NAMESPACE, LabFiles, serve
-from patronus.runtime.resource import PATH, POLICY, SITE
 
 _STARTUP_TIMEOUT_S = 300.0
 _SHUTDOWN_TIMEOUT_S = 60.0

@@ -1,7 +1,9 @@
-"""A thin async JSON client for the Kubernetes API: plain dicts in and out, errors as :class:`ApiError`.
+"""The Kubernetes client Patronus uses in production: :class:`RestClient`, a :class:`KubeClient`.
 
-It rides on the httpx2 ``AsyncClient`` that lightkube builds from a kubeconfig or the in-cluster
-service account, so authentication (client certificates, tokens, exec plugins) is lightkube's.
+Plain dicts in and out, decoded by orjson (a typed model per object cost more than the rest of a
+reconcile), errors as :mod:`patronus.kube.errors`. It rides on the httpx2 ``AsyncClient`` that lightkube
+builds from a kubeconfig or the in-cluster service account, so authentication (client certificates,
+tokens, exec plugins) is lightkube's; lightkube's own object layer is not used.
 """
 
 from __future__ import annotations
@@ -17,62 +19,14 @@ import orjson
 from lightkube.config import client_adapter
 from lightkube.config.kubeconfig import KubeConfig
 
-from patronus.runtime.resource import ResourceKind, kind_of
+from patronus.kube.errors import KubeConnectionError, api_error
+from patronus.kube.resource import ResourceKind, kind_of
 
 Object = dict[str, Any]
 
 DEFAULT_FIELD_MANAGER = "patronus"
 _IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 _JSON = "application/json"
-
-
-class ApiError(Exception):
-    """The API server refused a request; ``status`` is the HTTP code, ``reason`` the Status reason."""
-
-    def __init__(
-        self, status: int, reason: str, message: str, details: Mapping[str, Any] | None = None
-    ) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.details = dict(details or {})
-
-
-class NotFoundError(ApiError):
-    """404: the object (or its namespace, or the resource) does not exist."""
-
-
-class ConflictError(ApiError):
-    """409: a resourceVersion precondition failed, or an apply conflicted."""
-
-
-class AlreadyExistsError(ConflictError):
-    """409 AlreadyExists: ``create`` of a name that is taken."""
-
-
-class GoneError(ApiError):
-    """410: the resourceVersion (or continue token) is older than the server keeps; relist."""
-
-
-class KubeConnectionError(ConnectionError):
-    """The API server could not be reached or the connection broke."""
-
-
-def api_error(status: int, body: Mapping[str, Any] | None) -> ApiError:
-    """The ApiError for an HTTP status and a (possibly absent) ``Status`` body."""
-    body = body or {}
-    reason = str(body.get("reason") or "")
-    message = str(body.get("message") or "")
-    details = body.get("details") if isinstance(body.get("details"), Mapping) else None
-    cls: type[ApiError] = ApiError
-    if status == 404:
-        cls = NotFoundError
-    elif status == 409:
-        cls = AlreadyExistsError if reason == "AlreadyExists" else ConflictError
-    elif status == 410:
-        cls = GoneError
-    return cls(status, reason or "Unknown", message, details)
 
 
 class RestClient:
@@ -228,6 +182,19 @@ class RestClient:
             body=obj,
             params=params,
             content_type="application/apply-patch+yaml",  # JSON is YAML; the server takes it as is
+        )
+
+    async def replace(
+        self, obj: Mapping[str, Any], *, kind: ResourceKind | None = None, subresource: str | None = None
+    ) -> Object:
+        """PUT the whole object; the server refuses (409) when ``metadata.resourceVersion`` is stale."""
+        kind = kind or kind_of(obj)
+        metadata = obj["metadata"]
+        return await self.request(
+            "PUT",
+            kind.object_path(metadata.get("namespace"), metadata["name"], subresource),
+            body=obj,
+            params=_params(fieldManager=self.field_manager),
         )
 
     async def patch_merge(

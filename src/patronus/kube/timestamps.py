@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -12,6 +12,11 @@ def format_time(when: datetime, *, millis: bool = False) -> str:
     if not millis:
         return when.strftime("%Y-%m-%dT%H:%M:%SZ")
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def format_micro_time(when: datetime) -> str:
+    """metav1.MicroTime: six fractional digits, UTC (``2026-11-28T10:00:00.000000Z``)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(value: Any) -> datetime | None:

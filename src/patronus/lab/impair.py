@@ -37,9 +37,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from patronus.controlplane.processes import spawn, stop
 from patronus.lab.network import LabError, exec_in, run
 from patronus.lab.plan import NFT_TABLE, RELAY_TABLE, RELAY_TUN, LabPlan, LinkPlan
-from patronus.testing.processes import spawn, stop
 
 DIVERT_PREF = 1000
 _STATE_FILE = "impairments.json"
@@ -244,7 +244,7 @@ def start_relay(plan: LabPlan, log: Path, *, python: str = sys.executable) -> su
     """Start the lab's delay relay in the WAN namespace, tied to this process; return once it answers.
 
     The delays recorded in the state file are pushed to it, so a relay restarted under a running lab
-    takes up where the old one left off. Stop it with :func:`patronus.testing.processes.stop`.
+    takes up where the old one left off. Stop it with :func:`patronus.controlplane.processes.stop`.
     """
     if relay_running(plan):
         raise LabError(f"a relay already answers at {plan.relay_socket}")

@@ -33,21 +33,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
-from lightkube import AsyncClient, KubeConfig
 
+from patronus.controlplane import processes
+from patronus.controlplane.launcher import ControlPlane
 from patronus.kube.crds import install_crds
-from patronus.kube.rest import AlreadyExistsError, NotFoundError, RestClient
-from patronus.lab import network
-from patronus.lab.forwarder import LISTEN_HOST, LISTEN_PORT, Forwarder
-from patronus.lab.impair import start_relay
-from patronus.lab.plan import LabPlan, plan_lab
-from patronus.operator.children import child_names
-from patronus.operator.config import load_config
-from patronus.operator.controllers import register
-from patronus.operator.main import FIELD_MANAGER, manager_options
-from patronus.runtime.logs import configure_logging
-from patronus.runtime.manager import Manager
-from patronus.runtime.resource import (
+from patronus.kube.errors import AlreadyExistsError, NotFoundError
+from patronus.kube.resource import (
     CONFIG_MAP,
     MESH,
     PATH,
@@ -58,8 +49,17 @@ from patronus.runtime.resource import (
     SITE,
     ResourceKind,
 )
-from patronus.testing import processes
-from patronus.testing.controlplane import ControlPlane
+from patronus.kube.rest import RestClient
+from patronus.lab import network
+from patronus.lab.forwarder import LISTEN_HOST, LISTEN_PORT, Forwarder
+from patronus.lab.impair import start_relay
+from patronus.lab.plan import LabPlan, plan_lab
+from patronus.operator.children import child_names
+from patronus.operator.config import load_config
+from patronus.operator.controllers import register
+from patronus.operator.main import FIELD_MANAGER, manager_options
+from patronus.runtime.logs import configure_logging
+from patronus.runtime.manager import Manager
 from patronus.topology.mesh import path_name
 
 LAB_NAMESPACE = "lab"
@@ -334,8 +334,7 @@ class Operator:
 
     manager: Manager
     task: asyncio.Task[int]
-    rest: RestClient
-    client: AsyncClient
+    client: RestClient
 
     async def stop(self) -> None:
         self.manager.stop()
@@ -345,7 +344,6 @@ class Operator:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
         finally:
-            await self.rest.close()
             await self.client.close()
 
 
@@ -363,13 +361,11 @@ async def start_operator(kubeconfig: Path) -> Operator:
             "RECONCILE_INTERVAL": "30s",
         }
     )
-    kube_config = KubeConfig.from_file(kubeconfig)
-    rest = RestClient.from_kube_config(kube_config, field_manager=FIELD_MANAGER)
-    client = AsyncClient(kube_config, field_manager=FIELD_MANAGER)
-    manager = Manager(manager_options(config), rest, client)
+    client = RestClient.from_kubeconfig(kubeconfig, field_manager=FIELD_MANAGER)
+    manager = Manager(manager_options(config), client)
     register(manager, config)
     task = asyncio.create_task(manager.run(install_signal_handlers=False), name="operator")
-    return Operator(manager, task, rest, client)
+    return Operator(manager, task, client)
 
 
 class Supervisor:
@@ -431,11 +427,11 @@ class Supervisor:
         await self.sleep(0.01)  # let a pending signal be seen before the slow part
         plane.start()  # main thread: its children die with the thread that spawned them (PDEATHSIG)
         self.plane = plane
-        self.say("installing the CRDs")
-        install_crds(plane.client())  # type: ignore[arg-type]
         _write_atomic(self.files.kubeconfig, plane.kubeconfig.read_text(), 0o600)
         self.admin = RestClient.from_kubeconfig(plane.kubeconfig, field_manager=LAB_FIELD_MANAGER)
         self.stack.push_async_callback(self.admin.close)
+        self.say("installing the CRDs")
+        await install_crds(self.admin)
         await self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": LAB_NAMESPACE}})
 
     async def start_operator(self) -> None:

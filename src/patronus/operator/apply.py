@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from patronus.kube.rest import RestClient
+from patronus.kube.client import KubeClient
+from patronus.kube.resource import ResourceKind
 from patronus.runtime.cache import Object
-from patronus.runtime.resource import ResourceKind
 
 FIELD_MANAGER = "patronus-operator"
 DIGEST_ANNOTATION = "sdwan.patronus.dev/applied-digest"
@@ -142,17 +142,17 @@ def is_stale(
 
 
 async def apply_stamped(
-    rest: RestClient, kind: ResourceKind, stamped: dict[str, Any], applied: AppliedVersions | None = None
+    client: KubeClient, kind: ResourceKind, stamped: dict[str, Any], applied: AppliedVersions | None = None
 ) -> Object:
     """Server-side apply a manifest from :func:`needs_apply`, remembering the version it made."""
-    result = await rest.apply(stamped, field_manager=FIELD_MANAGER, force=True, kind=kind)
+    result = await client.apply(stamped, field_manager=FIELD_MANAGER, force=True, kind=kind)
     if applied is not None:
         applied.record(kind, result, stamped["metadata"]["annotations"][DIGEST_ANNOTATION])
     return result
 
 
 async def apply_if_changed(
-    rest: RestClient,
+    client: KubeClient,
     kind: ResourceKind,
     desired: dict[str, Any],
     cached: Object | None,
@@ -160,11 +160,11 @@ async def apply_if_changed(
 ) -> Object | None:
     """Apply ``desired`` (stamped with its digest) unless ``cached`` has it already; returns the result."""
     stamped = needs_apply(kind, desired, cached, applied)
-    return None if stamped is None else await apply_stamped(rest, kind, stamped, applied)
+    return None if stamped is None else await apply_stamped(client, kind, stamped, applied)
 
 
 async def apply_status_if_changed(
-    rest: RestClient,
+    client: KubeClient,
     kind: ResourceKind,
     obj: Object,
     status: dict[str, Any],
@@ -188,4 +188,4 @@ async def apply_status_if_changed(
         "metadata": {"name": metadata["name"], "namespace": metadata.get("namespace")},
         "status": status,
     }
-    return await rest.apply(body, field_manager=FIELD_MANAGER, force=True, subresource="status", kind=kind)
+    return await client.apply(body, field_manager=FIELD_MANAGER, force=True, subresource="status", kind=kind)

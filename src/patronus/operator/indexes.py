@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from patronus.kube.resource import ObjectKey
 from patronus.runtime.cache import Object
-from patronus.runtime.resource import ObjectKey
 
 BY_SOURCE = "source"  # Paths by their source site
 BY_DESTINATION = "destination"  # Paths by their destination site

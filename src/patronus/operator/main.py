@@ -11,14 +11,14 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from lightkube import AsyncClient
-
-from patronus.kube.rest import ApiError, NotFoundError, RestClient, load_kube_config
+from patronus.kube.client import KubeClient
+from patronus.kube.errors import ApiError, NotFoundError
+from patronus.kube.resource import CONFIG_MAP
+from patronus.kube.rest import RestClient, load_kube_config
 from patronus.operator.config import ConfigError, OperatorConfig, load_config
 from patronus.operator.controllers import register as register_controllers
 from patronus.runtime.logs import configure_logging, get_logger
 from patronus.runtime.manager import EXIT_FAILED, Manager, ManagerOptions
-from patronus.runtime.resource import CONFIG_MAP
 
 log = get_logger(__name__)
 
@@ -45,10 +45,10 @@ def manager_options(config: OperatorConfig) -> ManagerOptions:
     )
 
 
-async def read_config_map(rest: RestClient, namespace: str, name: str) -> dict[str, str] | None:
+async def read_config_map(client: KubeClient, namespace: str, name: str) -> dict[str, str] | None:
     """The ConfigMap's data, or None when it does not exist (the defaults and environment then apply)."""
     try:
-        config_map = await rest.get(CONFIG_MAP, namespace, name)
+        config_map = await client.get(CONFIG_MAP, namespace, name)
     except NotFoundError:
         return None
     data: dict[str, str] = config_map.get("data") or {}
@@ -71,12 +71,11 @@ async def run_operator(
     configure_logging(bootstrap.log_level, bootstrap.log_format)
 
     kube_config = load_kube_config(kubeconfig)
-    rest = RestClient.from_kube_config(kube_config, field_manager=FIELD_MANAGER)
-    client = AsyncClient(kube_config, field_manager=FIELD_MANAGER)
+    client = RestClient.from_kube_config(kube_config, field_manager=FIELD_MANAGER)
     try:
         namespace = bootstrap.pod_namespace or bootstrap.leader_election_namespace
         try:
-            data = await read_config_map(rest, namespace, bootstrap.config_map_name)
+            data = await read_config_map(client, namespace, bootstrap.config_map_name)
         except ApiError as error:
             log.warning(
                 "cannot read the operator ConfigMap; using the environment and defaults",
@@ -91,11 +90,10 @@ async def run_operator(
             _report_config_error(error)
             return EXIT_FAILED
         configure_logging(config.log_level, config.log_format)
-        manager = Manager(manager_options(config), rest, client)
+        manager = Manager(manager_options(config), client)
         register(manager, config)
         return await manager.run()
     finally:
-        await rest.close()
         await client.close()
 
 

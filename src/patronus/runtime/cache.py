@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from patronus.runtime.resource import ObjectKey
+from patronus.kube.resource import ObjectKey
 
 Object = dict[str, Any]
 IndexFunc = Callable[[Object], list[str]]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from patronus.kube.resource import ObjectKey, ResourceKind
 from patronus.runtime.cache import Object
 from patronus.runtime.clock import Clock, SystemClock
 from patronus.runtime.logs import bind_reconcile_context, get_logger
@@ -25,7 +26,6 @@ from patronus.runtime.metrics import (
     OperatorMetrics,
 )
 from patronus.runtime.ratelimit import RateLimiter
-from patronus.runtime.resource import ObjectKey, ResourceKind
 from patronus.runtime.sources import KindCache
 from patronus.runtime.workqueue import QueueShutDown, WorkQueue
 

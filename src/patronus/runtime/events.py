@@ -24,12 +24,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from lightkube import ApiError, AsyncClient
-from lightkube.models.core_v1 import EventSource, ObjectReference
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Event
-from lightkube.types import PatchType
-
+from patronus.kube.client import KubeClient
+from patronus.kube.errors import ApiError, NotFoundError
+from patronus.kube.resource import EVENT
 from patronus.kube.timestamps import format_time
 from patronus.runtime.clock import Clock, SystemClock
 from patronus.runtime.logs import get_logger
@@ -69,9 +66,8 @@ class ObjectRef:
     resource_version: str = ""
 
     @classmethod
-    def from_object(cls, obj: Mapping[str, Any] | Any) -> ObjectRef:
-        """From a dict (``apiVersion``, ``kind``, ``metadata``) or a lightkube resource object."""
-        data: Mapping[str, Any] = obj if isinstance(obj, Mapping) else obj.to_dict()
+    def from_object(cls, data: Mapping[str, Any]) -> ObjectRef:
+        """From an object's ``apiVersion``, ``kind`` and ``metadata``."""
         metadata = data.get("metadata") or {}
         if not data.get("kind") or not data.get("apiVersion") or not metadata.get("name"):
             raise ValueError("an involved object needs apiVersion, kind and metadata.name")
@@ -258,7 +254,7 @@ class EventRecorder:
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: KubeClient,
         component: str,
         *,
         host: str | None = None,
@@ -297,7 +293,7 @@ class EventRecorder:
     def dropped_total(self) -> int:
         return sum(self.dropped.values())
 
-    def event(self, obj: Mapping[str, Any] | Any, type_: EventType, reason: str, message: str) -> None:
+    def event(self, obj: Mapping[str, Any], type_: EventType, reason: str, message: str) -> None:
         """Record an event about ``obj``; never blocks, never raises for API trouble.
 
         Call from the event loop's thread (the queue is an asyncio.Queue).
@@ -371,13 +367,13 @@ class EventRecorder:
                 await self._create(write)  # a first occurrence, or a repeat whose Event is gone
                 return
             except ApiError as exc:
-                code = exc.status.code or 0
+                code = exc.status
                 if code == 409:
                     return
                 if 400 <= code < 500 and code != 429:
-                    log.warning("event rejected", event_name=write.name, code=code, error=exc.status.message)
+                    log.warning("event rejected", event_name=write.name, code=code, error=exc.message)
                     break
-                error = f"{code} {exc.status.message}"
+                error = f"{code} {exc.message}"
             except Exception as exc:  # network trouble: retry, then give up; events are best effort
                 error = repr(exc)
             if attempt < self._max_attempts:
@@ -390,36 +386,41 @@ class EventRecorder:
         """Patch count and lastTimestamp; False when the Event no longer exists (expired, deleted)."""
         patch = {"count": write.count, "lastTimestamp": format_time(write.last_timestamp)}
         try:
-            await self._client.patch(
-                Event, write.name, patch, namespace=write.ref.event_namespace, patch_type=PatchType.MERGE
-            )
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return False
-            raise
+            await self._client.patch_merge(EVENT, write.ref.event_namespace, write.name, patch)
+        except NotFoundError:
+            return False
         self.written += 1
         return True
 
     async def _create(self, write: EventWrite) -> None:
-        ref = write.ref
-        await self._client.create(
-            Event(
-                metadata=ObjectMeta(name=write.name, namespace=ref.event_namespace),
-                involvedObject=ObjectReference(
-                    apiVersion=ref.api_version,
-                    kind=ref.kind,
-                    name=ref.name,
-                    namespace=ref.namespace or None,
-                    uid=ref.uid or None,
-                    resourceVersion=ref.resource_version or None,
-                ),
-                type=write.type,
-                reason=write.reason,
-                message=write.message,
-                count=write.count,
-                firstTimestamp=write.first_timestamp,
-                lastTimestamp=write.last_timestamp,
-                source=EventSource(component=write.source[0], host=write.source[1] or None),
-            )
-        )
+        await self._client.create(event_manifest(write), kind=EVENT)
         self.written += 1
+
+
+def event_manifest(write: EventWrite) -> dict[str, Any]:
+    """The core/v1 Event a create writes."""
+    ref = write.ref
+    involved = {"apiVersion": ref.api_version, "kind": ref.kind, "name": ref.name}
+    for key, value in (
+        ("namespace", ref.namespace),
+        ("uid", ref.uid),
+        ("resourceVersion", ref.resource_version),
+    ):
+        if value:
+            involved[key] = value
+    source = {"component": write.source[0]}
+    if write.source[1]:
+        source["host"] = write.source[1]
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": write.name, "namespace": ref.event_namespace},
+        "involvedObject": involved,
+        "type": write.type,
+        "reason": write.reason,
+        "message": write.message,
+        "count": write.count,
+        "firstTimestamp": format_time(write.first_timestamp),
+        "lastTimestamp": format_time(write.last_timestamp),
+        "source": source,
+    }

@@ -19,10 +19,11 @@ from typing import Any
 
 import structlog
 
-from patronus.kube.rest import ApiError, GoneError, RestClient
+from patronus.kube.client import KubeClient
+from patronus.kube.errors import ApiError, GoneError
+from patronus.kube.resource import ObjectKey, ResourceKind
 from patronus.runtime.cache import Indexer, Object, lean, object_resource_version
 from patronus.runtime.clock import Clock, SystemClock
-from patronus.runtime.resource import ObjectKey, ResourceKind
 
 log = structlog.get_logger(__name__)
 
@@ -77,7 +78,7 @@ class Informer:
 
     def __init__(
         self,
-        rest: RestClient,
+        client: KubeClient,
         kind: ResourceKind,
         namespace: str | None = None,
         *,
@@ -94,7 +95,7 @@ class Informer:
         """``inactivity_timeout`` must exceed the server's bookmark interval (about a minute);
         ``watch_timeout`` is the server-side watch duration, randomised up to twice as long
         so that many informers do not reconnect in step."""
-        self.rest = rest
+        self.client = client
         self.kind = kind
         self.namespace = namespace
         self.label_selector = label_selector
@@ -218,7 +219,7 @@ class Informer:
         objects: list[Object] = []
         continue_token: str | None = None
         while True:
-            page = await self.rest.list_page(
+            page = await self.client.list_page(
                 self.kind,
                 self.namespace,
                 limit=self.page_size,
@@ -280,7 +281,7 @@ class Informer:
 
     async def _consume_watch(self) -> None:
         timeout = int(self.watch_timeout * (1 + random.random()))
-        events = self.rest.watch(
+        events = self.client.watch(
             self.kind,
             self.namespace,
             resource_version=self._resource_version,

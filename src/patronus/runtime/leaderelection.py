@@ -21,12 +21,12 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
-from lightkube import ApiError, AsyncClient
-from lightkube.models.coordination_v1 import LeaseSpec
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.coordination_v1 import Lease
-
+from patronus.kube.client import KubeClient, Object
+from patronus.kube.errors import ApiError, NotFoundError
+from patronus.kube.resource import LEASE
+from patronus.kube.timestamps import format_micro_time, parse_time
 from patronus.runtime.clock import Clock, SystemClock
 from patronus.runtime.logs import get_logger
 
@@ -93,31 +93,27 @@ class LeaderElectionRecord:
     leader_transitions: int = 0
 
     @classmethod
-    def from_lease(cls, lease: Lease) -> LeaderElectionRecord:
-        spec = lease.spec or LeaseSpec()
+    def from_lease(cls, lease: Object) -> LeaderElectionRecord:
+        spec = lease.get("spec") or {}
         return cls(
-            holder_identity=spec.holderIdentity or "",
-            lease_duration_seconds=spec.leaseDurationSeconds or 0,
-            acquire_time=spec.acquireTime,
-            renew_time=spec.renewTime,
-            leader_transitions=spec.leaseTransitions or 0,
+            holder_identity=str(spec.get("holderIdentity") or ""),
+            lease_duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
+            acquire_time=parse_time(spec.get("acquireTime")),
+            renew_time=parse_time(spec.get("renewTime")),
+            leader_transitions=int(spec.get("leaseTransitions") or 0),
         )
 
-    def to_spec(self) -> LeaseSpec:
-        return LeaseSpec(
-            holderIdentity=self.holder_identity,
-            leaseDurationSeconds=self.lease_duration_seconds,
-            acquireTime=_micro_time(self.acquire_time),
-            renewTime=_micro_time(self.renew_time),
-            leaseTransitions=self.leader_transitions,
-        )
-
-
-def _micro_time(when: datetime | None) -> datetime | None:
-    # MicroTime must carry six fractional digits; the encoder omits the fraction when it is zero.
-    if when is not None and when.microsecond == 0:
-        return when.replace(microsecond=1)
-    return when
+    def to_spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "holderIdentity": self.holder_identity,
+            "leaseDurationSeconds": self.lease_duration_seconds,
+            "leaseTransitions": self.leader_transitions,
+        }
+        if self.acquire_time is not None:
+            spec["acquireTime"] = format_micro_time(self.acquire_time)
+        if self.renew_time is not None:
+            spec["renewTime"] = format_micro_time(self.renew_time)
+        return spec
 
 
 def desired_record(
@@ -182,7 +178,7 @@ class LeaderElector:
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: KubeClient,
         config: LeaderElectionConfig,
         *,
         clock: Clock | None = None,
@@ -197,7 +193,7 @@ class LeaderElector:
         self._on_stopped = on_stopped_leading
         self._on_new_leader = on_new_leader
         self._observed = Observation()
-        self._lease: Lease | None = None  # the last Lease we wrote, for the renew fast path
+        self._lease: Object | None = None  # the last Lease we wrote, for the renew fast path
         self._leading = False
         self._stop = asyncio.Event()
         self._running = False
@@ -282,12 +278,12 @@ class LeaderElector:
                 return True
 
         try:
-            lease = await self._client.get(Lease, cfg.lease_name, namespace=cfg.lease_namespace)
-        except ApiError as exc:
-            if exc.status.code != 404:
-                log.warning("cannot read the leader lease", error=exc.status.message, code=exc.status.code)
-                return False
+            lease = await self._client.get(LEASE, cfg.lease_namespace, cfg.lease_name)
+        except NotFoundError:
             return await self._create(wall, now)
+        except ApiError as exc:
+            log.warning("cannot read the leader lease", error=exc.message, code=exc.status)
+            return False
         except Exception as exc:  # the API is unreachable: just another failed try
             log.warning("cannot read the leader lease", error=repr(exc))
             return False
@@ -302,22 +298,25 @@ class LeaderElector:
     async def _create(self, wall: datetime, now: float) -> bool:
         cfg = self.config
         desired = desired_record(cfg.identity, cfg.lease_duration_seconds, None, wall)
-        lease = Lease(
-            metadata=ObjectMeta(name=cfg.lease_name, namespace=cfg.lease_namespace), spec=desired.to_spec()
-        )
+        lease = {
+            "apiVersion": LEASE.api_version,
+            "kind": LEASE.kind,
+            "metadata": {"name": cfg.lease_name, "namespace": cfg.lease_namespace},
+            "spec": desired.to_spec(),
+        }
         try:
-            self._lease = await self._client.create(lease)
+            self._lease = await self._client.create(lease, kind=LEASE)
         except Exception as exc:  # 409: another candidate created it first; it wins this round
             log.info("cannot create the leader lease", error=_describe(exc))
             return False
         self._observe(desired, now)
         return True
 
-    async def _write(self, lease: Lease, record: LeaderElectionRecord, now: float) -> bool:
+    async def _write(self, lease: Object, record: LeaderElectionRecord, now: float) -> bool:
         """Update ``lease`` (at its resourceVersion) to ``record``; a conflict means someone else wrote."""
-        updated = Lease(metadata=lease.metadata, spec=record.to_spec())
+        updated = {**lease, "spec": record.to_spec()}
         try:
-            self._lease = await self._client.replace(updated)
+            self._lease = await self._client.replace(updated, kind=LEASE)
         except Exception as exc:
             self._lease = None
             log.info("cannot update the leader lease", error=_describe(exc))
@@ -446,6 +445,4 @@ def _failure(task: asyncio.Task[None] | None) -> BaseException | None:
 
 
 def _describe(exc: Exception) -> str:
-    if isinstance(exc, ApiError):
-        return f"{exc.status.code} {exc.status.reason}: {exc.status.message}"
-    return repr(exc)
+    return str(exc) if isinstance(exc, ApiError) else repr(exc)

@@ -14,9 +14,8 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from lightkube import AsyncClient
-
-from patronus.kube.rest import RestClient
+from patronus.kube.client import KubeClient
+from patronus.kube.resource import ResourceKind
 from patronus.runtime.clock import Clock, SystemClock
 from patronus.runtime.controller import Controller, Reconciler
 from patronus.runtime.events import EventRecorder
@@ -25,7 +24,6 @@ from patronus.runtime.informer import Informer
 from patronus.runtime.leaderelection import LeaderElectionConfig, LeaderElector, LeadershipLost
 from patronus.runtime.logs import get_logger
 from patronus.runtime.metrics import OperatorMetrics
-from patronus.runtime.resource import ResourceKind
 from patronus.runtime.sources import KindCache
 
 log = get_logger(__name__)
@@ -70,14 +68,12 @@ class Manager:
     def __init__(
         self,
         options: ManagerOptions,
-        rest: RestClient,
-        client: AsyncClient,
+        client: KubeClient,
         *,
         clock: Clock | None = None,
         metrics: OperatorMetrics | None = None,
     ) -> None:
         self.options = options
-        self.rest = rest
         self.client = client
         self.clock = clock or SystemClock()
         self.metrics = metrics or OperatorMetrics()
@@ -117,7 +113,7 @@ class Manager:
             self._caches[key] = KindCache(
                 kind,
                 [
-                    Informer(self.rest, kind, namespace, label_selector=label_selector, clock=self.clock)
+                    Informer(self.client, kind, namespace, label_selector=label_selector, clock=self.clock)
                     for namespace in namespaces
                 ],
             )

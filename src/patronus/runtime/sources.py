@@ -9,9 +9,9 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Iterable
 
+from patronus.kube.resource import ResourceKind
 from patronus.runtime.cache import IndexFunc, Object
 from patronus.runtime.informer import Informer, OnAdd, OnDelete, OnUpdate
-from patronus.runtime.resource import ResourceKind
 
 
 class KindCache:

@@ -1,1 +1,1 @@
-"""Test support: a real control plane (etcd, kube-apiserver, kube-controller-manager) on loopback."""
+"""The pytest plugin: fixtures over :mod:`patronus.controlplane` for tests against a real API server."""

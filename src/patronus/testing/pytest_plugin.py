@@ -9,16 +9,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 from typing import Any
 
 import pytest
 
-from patronus.testing.controlplane import ControlPlane
+from patronus.controlplane import ControlPlane
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -35,16 +37,33 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
-    from patronus.kube.crds import install_crds  # noqa: PLC0415
-
     with ControlPlane(controller_manager=True) as plane:
-        install_crds(plane.client())  # type: ignore[arg-type]
+        # A thread of its own: the fixture may be first requested from inside a running event loop.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, _install_crds(plane)).result()
         yield plane
+
+
+async def _install_crds(plane: ControlPlane) -> None:
+    from patronus.kube.crds import install_crds  # noqa: PLC0415
+    from patronus.kube.rest import RestClient  # noqa: PLC0415
+
+    async with RestClient.from_kubeconfig(plane.kubeconfig) as client:
+        await install_crds(client)
+
+
+def admin_client(plane: ControlPlane) -> Any:
+    """A lightkube ``Client`` with the admin identity: tests check what Patronus did with a client that
+    is not Patronus's own."""
+    from lightkube import Client  # noqa: PLC0415
+    from lightkube.config.kubeconfig import KubeConfig  # noqa: PLC0415
+
+    return Client(KubeConfig.from_file(plane.kubeconfig), field_manager="patronus-test")
 
 
 @pytest.fixture(scope="session")
 def kube_client(control_plane: ControlPlane) -> Any:
-    return control_plane.client()
+    return admin_client(control_plane)
 
 
 @pytest.fixture

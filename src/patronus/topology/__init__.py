@@ -11,7 +11,6 @@ from patronus.topology.addressing import (
     probe_overlay_address,
 )
 from patronus.topology.agent_config import (
-    SCHEMA_VERSION,
     config_digest,
     config_json,
     config_text_digest,
@@ -33,7 +32,6 @@ from patronus.topology.peers import (
 
 __all__ = [
     "DEFAULT_OVERLAY_POOL",
-    "SCHEMA_VERSION",
     "AddressPoolExhausted",
     "PathPlan",
     "SiteView",

@@ -1,9 +1,9 @@
-"""The configuration a site's agent runs from, rendered as a JSON-ready dict.
+"""The configuration a site's agent runs from, rendered as the typed :class:`AgentConfig`.
 
 The Site controller stores it in a ConfigMap as ``config.json``, so it holds public material only: public
 keys, endpoints, addresses, paths and policies. The private key stays in its Secret. Rendering is
-deterministic (inputs are sorted, values are plain JSON types), so the same inputs give byte-identical
-JSON and :func:`config_digest` changes exactly when the agent has something new to apply.
+deterministic (inputs are sorted), so the same inputs give byte-identical JSON and :func:`config_digest`
+changes exactly when the agent has something new to apply.
 """
 
 from __future__ import annotations
@@ -11,20 +11,24 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
-
-import orjson
 
 from patronus.api import parsers
+from patronus.api.agentconfig import (
+    MAX_INTERFACE_NAME,
+    ActionConfig,
+    AgentConfig,
+    FailoverConfig,
+    InterfaceConfig,
+    MatchConfig,
+    MonitoringConfig,
+    PathConfig,
+    PeerConfig,
+    PolicyConfig,
+    QosConfig,
+)
 from patronus.api.path import Path
 from patronus.api.policy import PathRef, Policy
 from patronus.topology.peers import SiteView, WireGuardPeer
-
-SCHEMA_VERSION = 1
-"""Bumped when the agent would misread an older or newer layout."""
-
-MAX_INTERFACE_NAME = 15
-"""Linux IFNAMSIZ is 16 bytes including the terminating NUL."""
 
 INTERFACE_PREFIX = "wg-"
 
@@ -51,31 +55,29 @@ def interface_names(underlays: Sequence[str]) -> dict[str, str]:
     return names
 
 
-def _peer(peer: WireGuardPeer) -> dict[str, Any]:
-    return {
-        "site": peer.site,
-        "publicKey": peer.public_key,
-        "endpoint": peer.endpoint,
-        "allowedIPs": list(peer.allowed_ips),
-        "persistentKeepalive": peer.persistent_keepalive,
-    }
+def _peer(peer: WireGuardPeer) -> PeerConfig:
+    return PeerConfig(
+        site=peer.site,
+        public_key=peer.public_key,
+        endpoint=peer.endpoint,
+        allowed_ips=list(peer.allowed_ips),
+        persistent_keepalive=peer.persistent_keepalive,
+    )
 
 
 def _interfaces(
     local: SiteView, peers_by_underlay: Mapping[str, Sequence[WireGuardPeer]]
-) -> list[dict[str, Any]]:
+) -> list[InterfaceConfig]:
     """One interface per underlay, primary first: the order says which link is preferred."""
     names = interface_names([underlay.name for underlay in local.underlays])
     return [
-        {
-            "underlay": underlay.name,
-            "name": names[underlay.name],
-            "listenPort": underlay.listen_port,
-            "endpoint": underlay.endpoint,
-            "peers": [
-                _peer(p) for p in sorted(peers_by_underlay.get(underlay.name, ()), key=lambda p: p.site)
-            ],
-        }
+        InterfaceConfig(
+            underlay=underlay.name,
+            name=names[underlay.name],
+            listen_port=underlay.listen_port,
+            endpoint=underlay.endpoint,
+            peers=[_peer(p) for p in sorted(peers_by_underlay.get(underlay.name, ()), key=lambda p: p.site)],
+        )
         for underlay in local.underlays
     ]
 
@@ -90,24 +92,24 @@ def _overlay_address_of(peers: Sequence[WireGuardPeer], site: str) -> str | None
 
 def _path(
     path: Path, local: SiteView, peers_by_underlay: Mapping[str, Sequence[WireGuardPeer]]
-) -> dict[str, Any]:
+) -> PathConfig:
     spec = path.spec
-    underlay = spec.underlay or (local.underlays[0].name if local.underlays else None)
+    underlay = spec.underlay or local.underlays[0].name
     names = interface_names([u.name for u in local.underlays])
-    peers = peers_by_underlay.get(underlay, ()) if underlay is not None else ()
-    return {
-        "name": path.metadata.name,
-        "destination": spec.destination.site_ref,
-        "destinationAddress": _overlay_address_of(peers, spec.destination.site_ref),
-        "underlay": underlay,
-        "interface": names.get(underlay) if underlay is not None else None,
-        "type": spec.type,
-        "monitoring": {
-            "enabled": spec.monitoring.enabled,
-            "intervalSeconds": parsers.parse_duration(spec.monitoring.interval),
-            "probesPerCheck": spec.monitoring.probes_per_check,
-        },
-    }
+    peers = peers_by_underlay.get(underlay, ())
+    return PathConfig(
+        name=path.metadata.name,
+        destination=spec.destination.site_ref,
+        destination_address=_overlay_address_of(peers, spec.destination.site_ref),
+        underlay=underlay,
+        interface=names.get(underlay),
+        type=spec.type,
+        monitoring=MonitoringConfig(
+            enabled=spec.monitoring.enabled,
+            interval_seconds=parsers.parse_duration(spec.monitoring.interval),
+            probes_per_check=spec.monitoring.probes_per_check,
+        ),
+    )
 
 
 def _ports(text: str | None) -> list[list[int]] | None:
@@ -120,38 +122,38 @@ def _path_id(ref: PathRef | None) -> str | None:
     return ref.path_id if ref is not None else None
 
 
-def render_policy(policy: Policy) -> dict[str, Any]:
+def render_policy(policy: Policy) -> PolicyConfig:
     """One policy as the agent reads it; the same wherever it is enforced."""
     spec = policy.spec
     match, action = spec.match, spec.action
     qos = action.qos
-    return {
-        "name": policy.metadata.name,
-        "priority": spec.priority,
-        "match": {
-            "protocol": match.protocol,
-            "dstPorts": _ports(match.dst_port_range),
-            "srcPorts": _ports(match.src_port_range),
-            "dscp": match.dscp,
-            "srcCidrs": sorted(match.src_cidrs) if match.src_cidrs is not None else None,
-            "dstCidrs": sorted(match.dst_cidrs) if match.dst_cidrs is not None else None,
-        },
-        "action": {
-            "type": action.type,
-            "primaryPath": _path_id(action.primary_path),
-            "backupPath": _path_id(action.backup_path),
-        },
-        "qos": None
+    return PolicyConfig(
+        name=policy.metadata.name,
+        priority=spec.priority,
+        match=MatchConfig(
+            protocol=match.protocol,
+            dst_ports=_ports(match.dst_port_range),
+            src_ports=_ports(match.src_port_range),
+            dscp=match.dscp,
+            src_cidrs=sorted(match.src_cidrs) if match.src_cidrs is not None else None,
+            dst_cidrs=sorted(match.dst_cidrs) if match.dst_cidrs is not None else None,
+        ),
+        action=ActionConfig(
+            type=action.type,
+            primary_path=_path_id(action.primary_path),
+            backup_path=_path_id(action.backup_path),
+        ),
+        qos=None
         if qos is None
-        else {
-            "class": qos.class_,
-            "bandwidthBps": parsers.parse_bandwidth(qos.bandwidth) if qos.bandwidth is not None else None,
-        },
-        "failover": {
-            "threshold": spec.failover.threshold,
-            "cooldownSeconds": parsers.parse_duration(spec.failover.cooldown),
-        },
-    }
+        else QosConfig(
+            class_=qos.class_,
+            bandwidth_bps=parsers.parse_bandwidth(qos.bandwidth) if qos.bandwidth is not None else None,
+        ),
+        failover=FailoverConfig(
+            threshold=spec.failover.threshold,
+            cooldown_seconds=parsers.parse_duration(spec.failover.cooldown),
+        ),
+    )
 
 
 def _enforced_at(policy: Policy, site: str) -> bool:
@@ -167,8 +169,8 @@ def render_agent_config(
     paths: Sequence[Path],
     policies: Sequence[Policy],
     *,
-    policy_renderer: Callable[[Policy], dict[str, Any]] = render_policy,
-) -> dict[str, Any]:
+    policy_renderer: Callable[[Policy], PolicyConfig] = render_policy,
+) -> AgentConfig:
     """The agent configuration of ``local``: interfaces and peers, the paths it probes, its policies.
 
     Only Paths that start at ``local`` and Policies enforced there are kept, so the caller may pass the
@@ -183,32 +185,25 @@ def render_agent_config(
         (p for p in policies if _enforced_at(p, local.name)),
         key=lambda p: (-p.spec.priority, p.metadata.name),
     )
-    return {
-        "schemaVersion": SCHEMA_VERSION,
-        "site": local.name,
-        "namespace": namespace,
-        "publicKey": local.public_key,
-        "overlayAddress": local.overlay_address,
-        "subnets": sorted(local.subnets),
-        "interfaces": _interfaces(local, peers_by_underlay),
-        "paths": [_path(p, local, peers_by_underlay) for p in own_paths],
-        "policies": [policy_renderer(p) for p in own_policies],
-    }
+    return AgentConfig(
+        site=local.name,
+        namespace=namespace,
+        public_key=local.public_key,
+        overlay_address=local.overlay_address,
+        subnets=sorted(local.subnets),
+        interfaces=_interfaces(local, peers_by_underlay),
+        paths=[_path(p, local, peers_by_underlay) for p in own_paths],
+        policies=[policy_renderer(p) for p in own_policies],
+    )
 
 
-def config_json(config: Mapping[str, Any]) -> str:
-    """The canonical JSON text of a config: sorted keys, no whitespace. Store this as ``config.json``.
-
-    orjson, not the json module: this runs for every site a policy change touches, and at 1,000 sites
-    the json module's encoder was a third of a site reconcile's CPU. The text is the same as
-    ``json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` gives for what a config
-    holds (the two differ only in how they spell floats below 1e-4).
-    """
-    return orjson.dumps(config, option=orjson.OPT_SORT_KEYS).decode()
+def config_json(config: AgentConfig) -> str:
+    """The canonical JSON text of a config (``config.json``): equal configurations give equal text."""
+    return config.to_json()
 
 
-def config_digest(config: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of :func:`config_json`: annotate the workload with it to roll it on change."""
+def config_digest(config: AgentConfig) -> str:
+    """SHA-256 (hex) of :func:`config_json`."""
     return config_text_digest(config_json(config))
 
 

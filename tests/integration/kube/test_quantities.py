@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from patronus.api.parsers import canonical_quantity
-from patronus.testing.controlplane import ControlPlane
+from patronus.controlplane.launcher import ControlPlane
 
 # What users write for CPU, memory and storage, and the spellings the rules have corner cases for.
 SPELLINGS = [

@@ -7,15 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from patronus.kube.rest import (
-    AlreadyExistsError,
-    ApiError,
-    ConflictError,
-    NotFoundError,
-    RestClient,
-)
-from patronus.runtime.resource import CONFIG_MAP, SITE
-from patronus.testing.controlplane import ControlPlane
+from patronus.controlplane.launcher import ControlPlane
+from patronus.kube.errors import AlreadyExistsError, ApiError, ConflictError, NotFoundError
+from patronus.kube.resource import CONFIG_MAP, SITE
+from patronus.kube.rest import RestClient
 
 
 @pytest.fixture

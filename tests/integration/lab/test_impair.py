@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from patronus.controlplane.processes import stop
 from patronus.lab import impair, network
 from patronus.lab.impair import Impairment
 from patronus.lab.plan import LabPlan
-from patronus.testing.processes import stop
 from tests.integration.lab import echo, lab
 
 _RELAY: dict[str, subprocess.Popen[bytes]] = {}

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from patronus.controlplane.launcher import Binaries
 from patronus.lab import network
 from patronus.lab.forwarder import LISTEN_HOST, LISTEN_PORT, Forwarder
 from patronus.lab.supervisor import LabFiles
-from patronus.testing.controlplane import Binaries
 from tests.integration.lab import require_root, unique_prefix
 
 _UP_TIMEOUT = 300

@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
+from patronus.controlplane.launcher import Binaries
 from patronus.lab import impair, network
 from patronus.lab.impair import Impairment
 from patronus.lab.plan import LabPlan
 from patronus.lab.supervisor import LAB_NAMESPACE, MESH_NAME, LabFiles
-from patronus.testing.controlplane import Binaries
 from patronus.topology.mesh import path_name
 from tests.integration.lab import require_root, unique_prefix
 

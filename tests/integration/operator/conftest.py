@@ -10,16 +10,15 @@ from typing import Any
 
 import pytest
 import yaml
-from lightkube import AsyncClient, KubeConfig
 
+from patronus.controlplane.launcher import ControlPlane
+from patronus.controlplane.processes import free_port
 from patronus.kube.rest import RestClient
 from patronus.operator.config import load_config
 from patronus.operator.controllers import register
 from patronus.operator.main import manager_options
 from patronus.runtime.logs import configure_logging
 from patronus.runtime.manager import EXIT_OK, Manager
-from patronus.testing.controlplane import ControlPlane
-from patronus.testing.processes import free_port
 
 Eventually = Callable[..., Awaitable[Any]]
 
@@ -28,7 +27,7 @@ class RunningOperator:
     def __init__(self, manager: Manager, log: io.StringIO) -> None:
         self.manager = manager
         self.log = log
-        self.rest = manager.rest
+        self.rest = manager.client
 
     def reconciles(self) -> float:
         total = 0.0
@@ -69,8 +68,7 @@ async def operator(control_plane: ControlPlane, namespace: str) -> AsyncIterator
         }
     )
     rest = RestClient.from_kubeconfig(control_plane.kubeconfig, field_manager="patronus-operator")
-    client = AsyncClient(KubeConfig.from_file(control_plane.kubeconfig), field_manager="patronus-operator")
-    manager = Manager(manager_options(config), rest, client)
+    manager = Manager(manager_options(config), rest)
     register(manager, config)
     task = asyncio.create_task(manager.run(install_signal_handlers=False))
     async with asyncio.timeout(60):
@@ -80,7 +78,6 @@ async def operator(control_plane: ControlPlane, namespace: str) -> AsyncIterator
     manager.stop()
     assert await asyncio.wait_for(task, 60) == EXIT_OK
     await rest.close()
-    await client.close()
     configure_logging("info", "console")
 
 

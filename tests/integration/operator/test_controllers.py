@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from patronus.kube.rest import NotFoundError, RestClient
-from patronus.runtime.resource import (
+from patronus.controlplane.launcher import ControlPlane
+from patronus.kube.errors import NotFoundError
+from patronus.kube.resource import (
     CONFIG_MAP,
     DEPLOYMENT,
     EVENT,
@@ -27,7 +28,7 @@ from patronus.runtime.resource import (
     SERVICE_ACCOUNT,
     SITE,
 )
-from patronus.testing.controlplane import ControlPlane
+from patronus.kube.rest import RestClient
 from patronus.wireguard.keys import generate_private_key, public_key_for
 from tests.integration.operator.conftest import Eventually, RunningOperator, load_example
 from tests.support.manifests import EXAMPLES

@@ -6,7 +6,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from patronus.testing.controlplane import ControlPlane
+from patronus.controlplane.launcher import ControlPlane
 from tests.integration.operator.conftest import Eventually, RunningOperator, load_example
 from tests.support.manifests import EXAMPLES
 

@@ -8,17 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from lightkube import AsyncClient, KubeConfig
 
+from patronus.controlplane.launcher import ControlPlane
+from patronus.controlplane.processes import free_port
+from patronus.kube.resource import DEPLOYMENT, MESH, PATH, SITE
 from patronus.kube.rest import RestClient
 from patronus.operator.config import load_config
 from patronus.operator.controllers import register
 from patronus.operator.main import manager_options
 from patronus.runtime.logs import configure_logging
 from patronus.runtime.manager import EXIT_OK, Manager
-from patronus.runtime.resource import DEPLOYMENT, MESH, PATH, SITE
-from patronus.testing.controlplane import ControlPlane
-from patronus.testing.processes import free_port
 from tests.integration.operator.conftest import Eventually
 from tests.support.manifests import REPO
 
@@ -84,9 +83,8 @@ async def test_operator_works_with_only_its_rbac(
         }
     )
     rest = RestClient.from_kubeconfig(kubeconfig, field_manager="patronus-operator")
-    client = AsyncClient(KubeConfig.from_file(kubeconfig), field_manager="patronus-operator")
     admin = RestClient.from_kubeconfig(control_plane.kubeconfig)
-    manager = Manager(manager_options(config), rest, client)
+    manager = Manager(manager_options(config), rest)
     register(manager, config)
     task = asyncio.create_task(manager.run(install_signal_handlers=False))
     try:
@@ -137,6 +135,5 @@ async def test_operator_works_with_only_its_rbac(
         manager.stop()
         assert await asyncio.wait_for(task, 60) == EXIT_OK
         await rest.close()
-        await client.close()
         await admin.close()
         configure_logging("info", "console")

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from patronus.kube.resource import CONFIG_MAP, ObjectKey
 from patronus.operator.config import OperatorConfig
 from patronus.operator.main import run_operator
 from patronus.runtime.controller import Result
 from patronus.runtime.manager import Manager
-from patronus.runtime.resource import CONFIG_MAP, ObjectKey
 from patronus.runtime.sources import KindCache
 
 ANNOTATION = "test.patronus.dev/reconciled-by"
@@ -30,7 +30,7 @@ class Annotator:
         obj = self.cache.get(key.namespace, key.name)
         if obj is None or obj["metadata"].get("annotations", {}).get(ANNOTATION) == self.identity:
             return None  # gone, or already ours: nothing to write
-        await self.manager.rest.patch_merge(
+        await self.manager.client.patch_merge(
             CONFIG_MAP, key.namespace, key.name, {"metadata": {"annotations": {ANNOTATION: self.identity}}}
         )
         return None

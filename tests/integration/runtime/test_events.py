@@ -11,6 +11,7 @@ from lightkube import AsyncClient, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap, Event, Namespace
 
+from patronus.kube.rest import RestClient
 from patronus.runtime.events import EventRecorder
 
 COMPONENT = "patronus-operator-test"
@@ -18,7 +19,15 @@ COMPONENT = "patronus-operator-test"
 
 @pytest.fixture
 async def client(control_plane) -> AsyncIterator[AsyncClient]:
+    """lightkube, to check what the recorder wrote with a client that is not the recorder's own."""
     api = AsyncClient(KubeConfig.from_file(control_plane.kubeconfig))
+    yield api
+    await api.close()
+
+
+@pytest.fixture
+async def rest(control_plane) -> AsyncIterator[RestClient]:
+    api = RestClient.from_kubeconfig(control_plane.kubeconfig)
     yield api
     await api.close()
 
@@ -32,9 +41,9 @@ async def _events(client: AsyncClient, namespace: str) -> list[Event]:
     return [event async for event in client.list(Event, namespace=namespace)]
 
 
-async def test_repeated_events_aggregate_into_one_event(client, namespace):
+async def test_repeated_events_aggregate_into_one_event(client, rest, namespace):
     obj = await _involved(client, namespace, "flappy")
-    recorder = EventRecorder(client, COMPONENT, host="test-host")
+    recorder = EventRecorder(rest, COMPONENT, host="test-host")
     writer = asyncio.create_task(recorder.run())
     try:
         recorder.event(obj, "Warning", "ProbeFailed", "path a-b lost 3 probes")
@@ -66,11 +75,11 @@ async def test_repeated_events_aggregate_into_one_event(client, namespace):
     assert recorder.dropped_total == 0
 
 
-async def test_a_flood_from_one_object_is_rate_limited(client, namespace):
+async def test_a_flood_from_one_object_is_rate_limited(client, rest, namespace):
     noisy = await _involved(client, namespace, "noisy")
     quiet = await _involved(client, namespace, "quiet")
     drops: Counter[str] = Counter()
-    recorder = EventRecorder(client, COMPONENT, on_drop=lambda reason: drops.update([reason]))
+    recorder = EventRecorder(rest, COMPONENT, on_drop=lambda reason: drops.update([reason]))
     writer = asyncio.create_task(recorder.run())
     try:
         for i in range(100):
@@ -90,10 +99,10 @@ async def test_a_flood_from_one_object_is_rate_limited(client, namespace):
     assert written == list(range(25))  # the first ones get through, the excess is dropped
 
 
-async def test_events_for_cluster_scoped_objects_go_to_default(client, namespace):
+async def test_events_for_cluster_scoped_objects_go_to_default(client, rest, namespace):
     # Events about a Namespace (cluster-scoped) live in "default", as client-go puts them.
     ns_obj = (await client.get(Namespace, namespace)).to_dict()
-    recorder = EventRecorder(client, COMPONENT)
+    recorder = EventRecorder(rest, COMPONENT)
     writer = asyncio.create_task(recorder.run())
     recorder.event(ns_obj, "Normal", "Adopted", f"namespace {namespace} adopted")
     await recorder.aclose()

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from patronus.controlplane.launcher import ControlPlane
+from patronus.kube.resource import CONFIG_MAP, NAMESPACE, ResourceKind
 from patronus.kube.rest import RestClient
 from patronus.runtime.informer import Informer
-from patronus.runtime.resource import CONFIG_MAP, NAMESPACE, ResourceKind
-from patronus.testing.controlplane import ControlPlane
 
 Obj = dict[str, Any]
 

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import yaml
-from lightkube import AsyncClient, KubeConfig
-from lightkube.resources.coordination_v1 import Lease
+from lightkube import KubeConfig
 
+from patronus.kube.resource import LEASE as LEASE_KIND
+from patronus.kube.rest import RestClient
 from patronus.runtime.leaderelection import LeaderElectionConfig, LeaderElector, LeadershipLost
 
 LEASE, RENEW, RETRY = 3.0, 2.0, 0.5
@@ -21,7 +22,7 @@ LEASE, RENEW, RETRY = 3.0, 2.0, 0.5
 class Candidate:
     """A LeaderElector plus a record of what its callbacks saw."""
 
-    def __init__(self, client: AsyncClient, namespace: str, lease: str, identity: str) -> None:
+    def __init__(self, client: RestClient, namespace: str, lease: str, identity: str) -> None:
         self.identity = identity
         self.started = asyncio.Event()
         self.stopped = asyncio.Event()
@@ -65,8 +66,8 @@ async def _first(events: dict[str, asyncio.Event], timeout: float) -> str:
 
 
 @pytest.fixture
-async def client(control_plane) -> AsyncIterator[AsyncClient]:
-    api = AsyncClient(KubeConfig.from_file(control_plane.kubeconfig))
+async def client(control_plane) -> AsyncIterator[RestClient]:
+    api = RestClient.from_kubeconfig(control_plane.kubeconfig)
     yield api
     await api.close()
 
@@ -100,12 +101,12 @@ async def test_exactly_one_of_two_leads_and_release_hands_over(client, namespace
     assert not standby.elector.is_leader
     assert not standby.started.is_set()
 
-    stored = await client.get(Lease, lease, namespace=namespace)
-    assert stored.spec.holderIdentity == winner.identity
-    assert stored.spec.leaseDurationSeconds == int(LEASE)
-    assert stored.spec.acquireTime is not None
-    assert stored.spec.renewTime > stored.spec.acquireTime  # renewed since acquired
-    transitions = stored.spec.leaseTransitions
+    stored = (await client.get(LEASE_KIND, namespace, lease))["spec"]
+    assert stored.get("holderIdentity") == winner.identity
+    assert stored["leaseDurationSeconds"] == int(LEASE)
+    assert stored.get("acquireTime") is not None
+    assert stored["renewTime"] > stored.get("acquireTime")  # renewed since acquired
+    transitions = stored.get("leaseTransitions", 0)
 
     assert await winner.elector.release()
     assert winner.stopped.is_set()
@@ -117,9 +118,9 @@ async def test_exactly_one_of_two_leads_and_release_hands_over(client, namespace
     # Released: holder empty, so the standby need not wait out the lease (jitter: up to 2.2 x retry).
     handover = await _until(standby.started.is_set, timeout=(1 + 1.2) * RETRY + 1.5)
     assert handover < LEASE
-    stored = await client.get(Lease, lease, namespace=namespace)
-    assert stored.spec.holderIdentity == standby.identity
-    assert stored.spec.leaseTransitions == transitions + 1
+    stored = (await client.get(LEASE_KIND, namespace, lease))["spec"]
+    assert stored.get("holderIdentity") == standby.identity
+    assert stored.get("leaseTransitions", 0) == transitions + 1
 
 
 async def test_cancelling_the_leader_releases_the_lease(client, namespace, cleanup):
@@ -137,8 +138,8 @@ async def test_cancelling_the_leader_releases_the_lease(client, namespace, clean
     with pytest.raises(asyncio.CancelledError):
         await a.task
     assert a.stopped.is_set()
-    stored = await client.get(Lease, lease, namespace=namespace)
-    assert stored.spec.holderIdentity in ("", None, "b")
+    stored = (await client.get(LEASE_KIND, namespace, lease))["spec"]
+    assert stored.get("holderIdentity") in ("", None, "b")
 
     handover = await _until(b.started.is_set, timeout=(1 + 1.2) * RETRY + 1.5)
     assert handover < LEASE
@@ -190,7 +191,7 @@ async def test_leader_cut_off_from_the_api_steps_down_after_renew_deadline(
     await proxy.start()
     config = yaml.safe_load(control_plane.kubeconfig.read_text())
     config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
-    cut_client = AsyncClient(KubeConfig.from_dict(config))
+    cut_client = RestClient.from_kube_config(KubeConfig.from_dict(config))
     try:
         lease = _lease_name()
         a = Candidate(cut_client, namespace, lease, "a").start()
@@ -248,6 +249,6 @@ async def test_a_crash_in_the_leading_work_steps_down_and_releases(client, names
         await asyncio.wait_for(elector.run(), 10)
     assert stopped.is_set()
     assert not elector.is_leader
-    stored = await client.get(Lease, lease, namespace=namespace)
-    assert not stored.spec.holderIdentity  # released, so a standby can take over at once
-    assert stored.spec.leaseDurationSeconds == 1
+    stored = (await client.get(LEASE_KIND, namespace, lease))["spec"]
+    assert not stored.get("holderIdentity")  # released, so a standby can take over at once
+    assert stored["leaseDurationSeconds"] == 1

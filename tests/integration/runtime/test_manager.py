@@ -10,21 +10,19 @@ from typing import Any
 
 import aiohttp
 import pytest
-from lightkube import AsyncClient, KubeConfig
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 
+from patronus.controlplane.launcher import ControlPlane
+from patronus.controlplane.processes import free_port
+from patronus.kube.resource import CONFIG_MAP, SECRET, ObjectKey, ResourceKind
 from patronus.kube.rest import RestClient
 from patronus.runtime.controller import Result
 from patronus.runtime.manager import EXIT_OK, Manager, ManagerOptions
-from patronus.runtime.resource import CONFIG_MAP, SECRET, ObjectKey, ResourceKind
-from patronus.testing.controlplane import ControlPlane
-from patronus.testing.processes import free_port
 
 
 @pytest.fixture
 async def manager(control_plane: ControlPlane, namespace: str) -> AsyncIterator[Manager]:
     rest = RestClient.from_kubeconfig(control_plane.kubeconfig)
-    client = AsyncClient(KubeConfig.from_file(control_plane.kubeconfig))
     options = ManagerOptions(
         identity="in-process",
         watch_namespaces=(namespace,),
@@ -35,9 +33,8 @@ async def manager(control_plane: ControlPlane, namespace: str) -> AsyncIterator[
         max_concurrent_reconciles=2,
         resync_period=3600,
     )
-    yield Manager(options, rest, client)
+    yield Manager(options, rest)
     await rest.close()
-    await client.close()
 
 
 async def _status(port: int, path: str) -> int:
@@ -136,7 +133,7 @@ async def test_errors_are_retried_and_children_enqueue_their_owner(
     reconciler = FlakyReconciler()
     controller = manager.controller("flaky", reconciler, CONFIG_MAP).owns(manager.cache(SECRET))
     run = asyncio.create_task(manager.run(install_signal_handlers=False))
-    rest = manager.rest
+    rest = manager.client
     try:
         owner = await rest.create(
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner", "namespace": namespace}}

@@ -20,8 +20,8 @@ from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import ConfigMap
 from prometheus_client.parser import text_string_to_metric_families
 
-from patronus.testing.controlplane import ControlPlane
-from patronus.testing.processes import free_port
+from patronus.controlplane.launcher import ControlPlane
+from patronus.controlplane.processes import free_port
 from tests.integration.runtime.operator_app import ANNOTATION
 
 REPO = Path(__file__).resolve().parents[3]

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from patronus.kube.resource import CONFIG_MAP, PATH
 from patronus.operator.apply import (
     DIGEST_ANNOTATION,
     AppliedVersions,
@@ -13,7 +14,6 @@ from patronus.operator.apply import (
     contains,
     with_digest,
 )
-from patronus.runtime.resource import CONFIG_MAP, PATH
 
 
 class RecordingRest:

@@ -3,6 +3,7 @@ the event filter that keeps Path heartbeats from requeueing every Site and Mesh.
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -10,11 +11,11 @@ from typing import Any, cast
 
 import pytest
 
+from patronus.kube.resource import ObjectKey
 from patronus.operator.controllers import site as site_module
 from patronus.operator.controllers.context import Context
 from patronus.operator.controllers.site import SiteReconciler
 from patronus.operator.controllers.wiring import more_than_status_changed, path_summary_changed
-from patronus.runtime.resource import ObjectKey
 from patronus.topology.peers import SiteView, UnderlayView
 
 KEY = ObjectKey("ns", "nyc")
@@ -23,7 +24,7 @@ KEY = ObjectKey("ns", "nyc")
 def _view(name: str, address: str, key: str = "pub") -> SiteView:
     return SiteView(
         name=name,
-        public_key=f"{key}-{name}",
+        public_key=base64.b64encode(hashlib.sha256(f"{key}-{name}".encode()).digest()).decode(),
         overlay_address=address,
         subnets=("10.1.0.0/16",),
         underlays=(UnderlayView("default", f"{name}.example.net:51820", 51820),),
@@ -127,12 +128,12 @@ def test_a_policy_is_rendered_once_for_every_site_that_enforces_it() -> None:
     assert len(reconciler._policy_fragments) == 1
     generation, fragment = reconciler._policy_fragments["uid-web"]
     assert generation == 1
-    assert fragment["match"]["dstPorts"] == [[443, 443]]
+    assert fragment.match.dst_ports == [[443, 443]]
 
     reconciler._render(KEY, _view("nyc", "100.96.0.1"), [], [], [_policy("web", 2, port="53")])
     generation, fragment = reconciler._policy_fragments["uid-web"]
     assert generation == 2
-    assert fragment["match"]["dstPorts"] == [[53, 53]]
+    assert fragment.match.dst_ports == [[53, 53]]
 
 
 def test_a_childs_status_alone_does_not_requeue_its_site() -> None:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from patronus.kube.resource import ObjectKey
 from patronus.runtime.cache import Indexer, lean
-from patronus.runtime.resource import ObjectKey
 
 
 def obj(

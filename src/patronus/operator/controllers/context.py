@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from patronus.kube.rest import RestClient
+from patronus.kube.client import KubeClient
 from patronus.operator.apply import AppliedVersions
 from patronus.operator.config import OperatorConfig
 from patronus.runtime.clock import Clock
@@ -33,7 +33,7 @@ class Caches:
 @dataclass(frozen=True, slots=True)
 class Context:
     caches: Caches
-    rest: RestClient
+    client: KubeClient
     events: EventRecorder
     config: OperatorConfig
     clock: Clock

@@ -16,7 +16,8 @@ from pydantic import ValidationError
 
 from patronus.api import Mesh, Site
 from patronus.api.meta import GROUP_VERSION
-from patronus.kube.rest import NotFoundError
+from patronus.kube.errors import NotFoundError
+from patronus.kube.resource import MESH, PATH, ObjectKey
 from patronus.operator.apply import apply_stamped, apply_status_if_changed, is_stale, with_digest
 from patronus.operator.conditions import Cond, merge
 from patronus.operator.controllers.context import Context
@@ -24,7 +25,6 @@ from patronus.operator.indexes import SITE_LABEL
 from patronus.operator.parsed import parsed, parsed_or_error
 from patronus.runtime.controller import Result
 from patronus.runtime.logs import get_logger
-from patronus.runtime.resource import MESH, PATH, ObjectKey
 from patronus.topology import PathPlan, mean_health, mesh_hubs, plan_paths
 
 log = get_logger(__name__)
@@ -98,7 +98,7 @@ class MeshReconciler:
         if isinstance(mesh, ValidationError):
             conditions = [Cond("Ready", "False", "InvalidSpec", str(mesh.errors()[0]["msg"]))]
             await apply_status_if_changed(
-                self.ctx.rest,
+                self.ctx.client,
                 MESH,
                 obj,
                 {
@@ -145,7 +145,7 @@ class MeshReconciler:
 
         async def write(stamped: dict[str, Any]) -> None:
             async with limit:
-                await apply_stamped(self.ctx.rest, PATH, stamped, self.ctx.applied)
+                await apply_stamped(self.ctx.client, PATH, stamped, self.ctx.applied)
 
         await asyncio.gather(*(write(stamped) for stamped in writes))
         wanted = {name for name, _ in planned.manifests}
@@ -155,7 +155,7 @@ class MeshReconciler:
             if name not in wanted:
                 log.info("pruning path no longer in the mesh", path=name)
                 with contextlib.suppress(NotFoundError):
-                    await self.ctx.rest.delete(PATH, key.namespace, name)
+                    await self.ctx.client.delete(PATH, key.namespace, name)
 
         mine = [p for p in owned if p["metadata"]["name"] in wanted]
         up = [p for p in mine if (p.get("status") or {}).get("state") == "up"]
@@ -185,5 +185,5 @@ class MeshReconciler:
         }
         if health is not None:
             desired["overallHealth"] = round(health, 1)
-        await apply_status_if_changed(self.ctx.rest, MESH, obj, desired, optional=("overallHealth",))
+        await apply_status_if_changed(self.ctx.client, MESH, obj, desired, optional=("overallHealth",))
         return None

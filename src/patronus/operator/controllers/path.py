@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from patronus.api import Path
 from patronus.api.parsers import parse_duration
+from patronus.kube.resource import PATH, ObjectKey
 from patronus.kube.timestamps import parse_time
 from patronus.operator.apply import apply_status_if_changed
 from patronus.operator.conditions import Cond, merge
@@ -21,7 +22,6 @@ from patronus.operator.controllers.context import Context
 from patronus.operator.parsed import parsed_or_error
 from patronus.runtime.controller import Result
 from patronus.runtime.logs import get_logger
-from patronus.runtime.resource import PATH, ObjectKey
 
 log = get_logger(__name__)
 
@@ -101,7 +101,7 @@ class PathReconciler:
         return None
 
     async def _write(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
-        await apply_status_if_changed(self.ctx.rest, PATH, obj, status)
+        await apply_status_if_changed(self.ctx.client, PATH, obj, status)
 
     def _emit_transition(self, key: ObjectKey, obj: dict[str, Any], state: str) -> None:
         before = self._last_state.get(key)

@@ -12,12 +12,12 @@ from pydantic import ValidationError
 
 from patronus.api import Policy
 from patronus.api.policy import PathRef
+from patronus.kube.resource import POLICY, ObjectKey
 from patronus.operator.apply import apply_status_if_changed
 from patronus.operator.conditions import Cond, merge
 from patronus.operator.controllers.context import Context
 from patronus.operator.parsed import parsed_or_error
 from patronus.runtime.controller import Result
-from patronus.runtime.resource import POLICY, ObjectKey
 
 
 def check_references(policy: Policy, namespace: str, sites: Any, paths: Any) -> Cond:
@@ -84,7 +84,7 @@ class PolicyReconciler:
             "conditions": merge(previous, [resolved, ready], now=self.ctx.now(), generation=generation),
             "observedGeneration": generation,
         }
-        written = await apply_status_if_changed(self.ctx.rest, POLICY, obj, desired)
+        written = await apply_status_if_changed(self.ctx.client, POLICY, obj, desired)
         if written is not None and resolved.status != "True" and (was_resolved or not previous):
             self.ctx.events.event(obj, "Warning", resolved.reason, resolved.message)
         return None

@@ -24,7 +24,21 @@ from typing import Any
 from pydantic import ValidationError
 
 from patronus.api import Mesh, Path, Policy, Site
-from patronus.kube.rest import NotFoundError
+from patronus.api.agentconfig import PolicyConfig
+from patronus.kube.errors import NotFoundError
+from patronus.kube.resource import (
+    CONFIG_MAP,
+    DEPLOYMENT,
+    PERSISTENT_VOLUME_CLAIM,
+    ROLE,
+    ROLE_BINDING,
+    SECRET,
+    SERVICE,
+    SERVICE_ACCOUNT,
+    SITE,
+    ObjectKey,
+    ResourceKind,
+)
 from patronus.kube.timestamps import parse_time
 from patronus.operator import children
 from patronus.operator.apply import apply_if_changed, apply_status_if_changed
@@ -42,19 +56,6 @@ from patronus.operator.indexes import (
 from patronus.operator.parsed import parsed, parsed_or_error
 from patronus.runtime.controller import Result
 from patronus.runtime.logs import get_logger
-from patronus.runtime.resource import (
-    CONFIG_MAP,
-    DEPLOYMENT,
-    PERSISTENT_VOLUME_CLAIM,
-    ROLE,
-    ROLE_BINDING,
-    SECRET,
-    SERVICE,
-    SERVICE_ACCOUNT,
-    SITE,
-    ObjectKey,
-    ResourceKind,
-)
 from patronus.runtime.sources import KindCache
 from patronus.topology import (
     DEFAULT_OVERLAY_POOL,
@@ -231,7 +232,7 @@ class SiteReconciler:
         self._rendered: dict[ObjectKey, RenderMemo] = {}
         self._children_current: dict[ObjectKey, tuple[Any, ...]] = {}
         # By policy uid: (generation, rendering); pruned to the cached policies when it outgrows them.
-        self._policy_fragments: dict[str, tuple[int | None, dict[str, Any]]] = {}
+        self._policy_fragments: dict[str, tuple[int | None, PolicyConfig]] = {}
 
     async def reconcile(self, key: ObjectKey) -> Result | None:
         caches = self.ctx.caches
@@ -325,7 +326,7 @@ class SiteReconciler:
             if private is None:
                 # The cache may lag our own write; never replace a key that exists because of it.
                 with contextlib.suppress(NotFoundError):
-                    private, public = _key_pair(await self.ctx.rest.get(SECRET, namespace, secret_name))
+                    private, public = _key_pair(await self.ctx.client.get(SECRET, namespace, secret_name))
             if private is None or public is None:
                 private = generate_private_key()
                 public = public_key_for(private)
@@ -345,7 +346,7 @@ class SiteReconciler:
             )
         secret_ref = wireguard.private_key_secret_ref
         try:
-            secret = await self.ctx.rest.get(SECRET, namespace, secret_ref.name)
+            secret = await self.ctx.client.get(SECRET, namespace, secret_ref.name)
         except NotFoundError:
             return (
                 Cond(
@@ -489,7 +490,7 @@ class SiteReconciler:
         self._rendered[key] = RenderMemo(inputs, rendered.digest)
         return rendered
 
-    def _policy_fragment(self, policy: Policy) -> dict[str, Any]:
+    def _policy_fragment(self, policy: Policy) -> PolicyConfig:
         """A policy's part of an agent configuration, rendered once per spec for every site using it."""
         meta = policy.metadata
         if not meta.uid:
@@ -576,7 +577,9 @@ class SiteReconciler:
         async def apply(manifest: dict[str, Any]) -> bool:
             kind, cache = self._child_kind(manifest["kind"])
             cached = cache.get(namespace, manifest["metadata"]["name"])
-            return await apply_if_changed(self.ctx.rest, kind, manifest, cached, self.ctx.applied) is not None
+            return (
+                await apply_if_changed(self.ctx.client, kind, manifest, cached, self.ctx.applied) is not None
+            )
 
         first = [apply(m) for m in desired if m["kind"] not in SECOND_WAVE]
         last = [apply(m) for m in desired if m["kind"] in SECOND_WAVE] + [_as_false(alongside_last)]
@@ -616,7 +619,7 @@ class SiteReconciler:
         return table[kind]
 
     async def _write_status(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
-        await apply_status_if_changed(self.ctx.rest, SITE, obj, status, optional=("healthScore",))
+        await apply_status_if_changed(self.ctx.client, SITE, obj, status, optional=("healthScore",))
 
     def _emit_phase_change(self, obj: dict[str, Any], before: str | None, after: str) -> None:
         if before == after:

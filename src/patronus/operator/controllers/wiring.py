@@ -2,17 +2,7 @@
 
 from __future__ import annotations
 
-from patronus.operator import indexes
-from patronus.operator.config import OperatorConfig
-from patronus.operator.controllers.context import Caches, Context
-from patronus.operator.controllers.mesh import MeshReconciler
-from patronus.operator.controllers.path import PathReconciler
-from patronus.operator.controllers.policy import PolicyReconciler
-from patronus.operator.controllers.site import SiteReconciler
-from patronus.operator.gauges import ResourceGauges
-from patronus.runtime.cache import Object
-from patronus.runtime.manager import Manager
-from patronus.runtime.resource import (
+from patronus.kube.resource import (
     CONFIG_MAP,
     DEPLOYMENT,
     MESH,
@@ -27,6 +17,16 @@ from patronus.runtime.resource import (
     SITE,
     ObjectKey,
 )
+from patronus.operator import indexes
+from patronus.operator.config import OperatorConfig
+from patronus.operator.controllers.context import Caches, Context
+from patronus.operator.controllers.mesh import MeshReconciler
+from patronus.operator.controllers.path import PathReconciler
+from patronus.operator.controllers.policy import PolicyReconciler
+from patronus.operator.controllers.site import SiteReconciler
+from patronus.operator.gauges import ResourceGauges
+from patronus.runtime.cache import Object
+from patronus.runtime.manager import Manager
 
 # A Mesh sums up thousands of Paths: their changes within this window give it one reconcile (its status
 # may lag by as much; its own spec and its sites' changes are not delayed).
@@ -101,7 +101,9 @@ def build_caches(manager: Manager) -> Caches:
 def register(manager: Manager, config: OperatorConfig) -> None:
     """Add the Site, Mesh, Path and Policy controllers (and the per-kind gauges) to ``manager``."""
     caches = build_caches(manager)
-    ctx = Context(caches=caches, rest=manager.rest, events=manager.events, config=config, clock=manager.clock)
+    ctx = Context(
+        caches=caches, client=manager.client, events=manager.events, config=config, clock=manager.clock
+    )
 
     def sites_related_to_site(obj: Object) -> list[ObjectKey]:
         """A site's key, address or endpoints changed: every site that peers with it re-renders."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from patronus.api.meta import API_GROUP, API_VERSION
+from patronus.api.kinds import KINDS_BY_NAME, KindInfo
 
 
 class ObjectKey(NamedTuple):
@@ -72,10 +72,20 @@ DEPLOYMENT = ResourceKind("apps", "v1", "Deployment", "deployments")
 ROLE = ResourceKind("rbac.authorization.k8s.io", "v1", "Role", "roles")
 ROLE_BINDING = ResourceKind("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings")
 LEASE = ResourceKind("coordination.k8s.io", "v1", "Lease", "leases")
-SITE = ResourceKind(API_GROUP, API_VERSION, "Site", "sites")
-PATH = ResourceKind(API_GROUP, API_VERSION, "Path", "paths")
-POLICY = ResourceKind(API_GROUP, API_VERSION, "Policy", "policies")
-MESH = ResourceKind(API_GROUP, API_VERSION, "Mesh", "meshes")
+CUSTOM_RESOURCE_DEFINITION = ResourceKind(
+    "apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", namespaced=False
+)
+
+
+def custom_kind(info: KindInfo) -> ResourceKind:
+    """The REST resource of one of our CRDs, from its definition in :mod:`patronus.api.kinds`."""
+    return ResourceKind(info.group, info.version, info.kind, info.plural)
+
+
+SITE = custom_kind(KINDS_BY_NAME["Site"])
+PATH = custom_kind(KINDS_BY_NAME["Path"])
+POLICY = custom_kind(KINDS_BY_NAME["Policy"])
+MESH = custom_kind(KINDS_BY_NAME["Mesh"])
 
 _REGISTRY: dict[tuple[str, str], ResourceKind] = {}
 
@@ -97,6 +107,6 @@ def kind_of(obj: Mapping[str, Any]) -> ResourceKind:
 
 for _kind in (
     CONFIG_MAP, SECRET, SERVICE, SERVICE_ACCOUNT, PERSISTENT_VOLUME_CLAIM, EVENT, NAMESPACE,
-    DEPLOYMENT, ROLE, ROLE_BINDING, LEASE, SITE, PATH, POLICY, MESH,
+    DEPLOYMENT, ROLE, ROLE_BINDING, LEASE, CUSTOM_RESOURCE_DEFINITION, SITE, PATH, POLICY, MESH,
 ):  # fmt: skip
     register(_kind)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from patronus.api.meta import GROUP_VERSION
-from patronus.runtime.resource import (
+from patronus.kube.resource import (
     CONFIG_MAP,
     DEPLOYMENT,
     LEASE,

@@ -4,8 +4,7 @@ Built from upstream sources by ``scripts/build-controlplane.sh``; started here w
 ports and a temporary directory, all of which ``stop()`` removes again::
 
     with ControlPlane(controller_manager=True) as cp:
-        client = cp.client()          # a lightkube Client with the admin identity
-        print(cp.kubeconfig)          # for kubectl and the operator
+        print(cp.kubeconfig)          # the admin kubeconfig, for kubectl and the operator
 
 Every run lives under ``/tmp/patronus-controlplane/<pid>-<random>``; a run whose process was killed
 before it could clean up is swept away by the next run.
@@ -31,8 +30,8 @@ from types import TracebackType
 
 import yaml
 
-from patronus.testing import processes
-from patronus.testing.certs import PkiFiles, make_pki
+from patronus.controlplane import processes
+from patronus.controlplane.certs import PkiFiles, make_pki
 
 RUNS_ROOT = Path(tempfile.gettempdir()) / "patronus-controlplane"
 ADMIN_USER = "patronus-admin"
@@ -238,15 +237,6 @@ class ControlPlane:
             "kube-apiserver /readyz",
             self._apiserver_log,
             process=self._apiserver,
-        )
-
-    def client(self, namespace: str | None = None) -> object:
-        """A lightkube ``Client`` authenticated as the admin (system:masters)."""
-        from lightkube import Client  # noqa: PLC0415 - keep the launcher importable without a client
-        from lightkube.config.kubeconfig import KubeConfig  # noqa: PLC0415
-
-        return Client(
-            KubeConfig.from_file(self.kubeconfig), namespace=namespace, field_manager="patronus-test"
         )
 
     def kubectl(
