@@ -19,9 +19,10 @@ build: setup  ## a wheel in dist/
 crds: setup  ## regenerate deploy/crds from the models
 	$(VENV)/bin/patronus crds --out deploy/crds
 
-lint: setup
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+lint: setup  ## ruff, and the import contract: each layer imports only the layers below it (pyproject.toml)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/lint-imports
 
 typecheck: setup
 	$(VENV)/bin/mypy
