@@ -151,9 +151,3 @@ def metrics_handler(registry: CollectorRegistry) -> Callable[[web.Request], Awai
         return web.Response(body=render(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return handle
-
-
-def metrics_app(registry: CollectorRegistry, path: str = "/metrics") -> web.Application:
-    app = web.Application()
-    app.router.add_get(path, metrics_handler(registry))
-    return app
