@@ -3,11 +3,13 @@ from __future__ import annotations
 import base64
 import os
 import re
+from fractions import Fraction
 
 import pytest
 
-from patronus.api import parsers
-from patronus.api.parsers import Endpoint, PortRange
+from patronus.api import addresses, parsers
+from patronus.api.addresses import Endpoint
+from patronus.api.parsers import PortRange
 
 
 @pytest.mark.parametrize(
@@ -24,6 +26,25 @@ def test_parse_duration_rejects(text: str) -> None:
         parsers.parse_duration(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "nanoseconds"),
+    [
+        ("0.04999999999999999999s", 50_000_000),  # float64 rounds the fraction up, as Go does
+        ("0.3333333333h", 1_199_999_999_880),  # and truncates after multiplying
+        ("1.000000000001s", 1_000_000_000),
+        ("2562047h", 9_223_369_200_000_000_000),
+    ],
+)
+def test_parse_duration_reads_as_go_does(text: str, nanoseconds: int) -> None:
+    assert parsers.parse_duration_ns(text) == nanoseconds
+
+
+@pytest.mark.parametrize("text", ["2562048h", "9223372036854775808ns", "99999999999999999999s", "2562047h1h"])
+def test_parse_duration_refuses_what_overflows_go(text: str) -> None:
+    with pytest.raises(ValueError, match="too long"):
+        parsers.parse_duration_ns(text)
+
+
 @pytest.mark.parametrize("seconds", [30.0, 0.2, 0.1, 90.0, 1.0])
 def test_format_duration_round_trips(seconds: float) -> None:
     assert parsers.parse_duration(parsers.format_duration(seconds)) == pytest.approx(seconds)
@@ -31,13 +52,37 @@ def test_format_duration_round_trips(seconds: float) -> None:
 
 @pytest.mark.parametrize(
     ("text", "bps"),
-    [("10Mbps", 10_000_000), ("512Kbps", 512_000), ("1Gbps", 10**9), ("1.5Mbps", 1_500_000), ("800bps", 800)],
+    [
+        ("10Mbps", 10_000_000),
+        ("512Kbps", 512_000),
+        ("1Gbps", 10**9),
+        ("1.5Mbps", 1_500_000),
+        ("800bps", 800),
+        ("0.001Kbps", 1),
+        ("0.000001Mbps", 1),  # exact: float would make it 0.999...
+        ("1Tbps", 10**12),
+        ("0.999999999999Tbps", 10**12 - 1),
+    ],
 )
 def test_parse_bandwidth(text: str, bps: int) -> None:
     assert parsers.parse_bandwidth(text) == bps
 
 
-@pytest.mark.parametrize("text", ["10", "10 Mbps", "10MB", "0Mbps", "fast"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "10",
+        "10 Mbps",
+        "10MB",
+        "0Mbps",
+        "fast",
+        "0.5bps",
+        "1.0005Kbps",
+        "2Tbps",
+        "1e40bps",
+        "1000000000001bps",
+    ],
+)
 def test_parse_bandwidth_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="bandwidth"):
         parsers.parse_bandwidth(text)
@@ -100,16 +145,34 @@ def test_key_pattern_agrees_with_parser() -> None:
     ],
 )
 def test_parse_endpoint(text: str, endpoint: Endpoint) -> None:
-    assert parsers.parse_endpoint(text) == endpoint
+    assert addresses.parse_endpoint(text) == endpoint
     assert str(endpoint) == text
 
 
 @pytest.mark.parametrize(
-    "text", ["203.0.113.1", "host:0", "host:65536", "2001:db8::1:51820", "[zz::1]:1", ":80"]
+    ("text", "fragment"),
+    [
+        ("203.0.113.1", "host:port"),
+        ("host:0", "host:port"),
+        ("host:65536", "host:port"),
+        ("2001:db8::1:51820", "host:port"),
+        ("[zz::1]:1", "host:port"),
+        (":80", "host:port"),
+        ("[1.2.3.4]:51820", "IPv6"),
+        ("1.2.3.256:51820", "IPv4"),
+        ("127.0.0.1:51820", "loopback"),
+        ("100.96.0.1:51820", "overlay pool"),
+        ("[ff02::1]:51820", "multicast"),
+    ],
 )
-def test_parse_endpoint_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match=r"host:port|outside|IPv6"):
-        parsers.parse_endpoint(text)
+def test_parse_endpoint_rejects(text: str, fragment: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        addresses.parse_endpoint(text)
+
+
+def test_endpoint_address() -> None:
+    assert str(addresses.parse_endpoint("[2001:db8::1]:1").address()) == "2001:db8::1"
+    assert addresses.parse_endpoint("vpn.example.com:1").address() is None
 
 
 @pytest.mark.parametrize("text", ["2", "500m", "4Gi", "1.5", "1e3", "10Mi"])
@@ -124,10 +187,46 @@ def test_quantity_rejects(text: str) -> None:
 
 
 def test_cidr() -> None:
-    assert parsers.validate_cidr("10.1.0.0/16") == "10.1.0.0/16"
-    assert parsers.validate_cidr("fd00::/64") == "fd00::/64"
-    with pytest.raises(ValueError, match="CIDR"):
-        parsers.validate_cidr("10.1.2.3/16")
+    assert str(addresses.parse_cidr("10.1.0.0/16")) == "10.1.0.0/16"
+    assert str(addresses.parse_cidr("fd00::/64")) == "fd00::/64"
+
+
+@pytest.mark.parametrize(
+    "text",
+    # Each of these Python's ipaddress takes and Kubernetes' CEL cidr() refuses (or has host bits set).
+    ["10.1.2.3/16", "10.0.0.0/08", "10.0.0.0/255.0.0.0", "::ffff:10.0.0.0/104", "fe80::%eth0/64", "10.0.0.0"],
+)
+def test_cidr_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match=r"CIDR|host bits|IPv4-mapped|zone"):
+        addresses.parse_cidr(text)
+
+
+@pytest.mark.parametrize("text", ["::ffff:1.2.3.4", "fe80::1%eth0", "01.2.3.4", "1.2.3", ""])
+def test_ip_rejects_what_cel_ip_refuses(text: str) -> None:
+    assert not addresses.is_ip(text)
+
+
+def test_special_ranges() -> None:
+    assert addresses.special_range_of(addresses.parse_cidr("100.64.0.0/10")) == addresses.SPECIAL_RANGES[0]
+    assert addresses.special_range_of(addresses.parse_cidr("10.0.0.0/8")) is None
+    assert str(addresses.SPECIAL_RANGES[2]) == "loopback (127.0.0.0/8, ::1/128)"
+
+
+def test_overlay_pool_is_the_operators() -> None:
+    from patronus.topology import DEFAULT_OVERLAY_POOL  # noqa: PLC0415
+
+    assert str(DEFAULT_OVERLAY_POOL) == addresses.OVERLAY_POOL
+
+
+def test_bandwidth_limit_is_the_agents() -> None:
+    from patronus.api.agentconfig import MAX_BANDWIDTH_BPS  # noqa: PLC0415
+
+    assert parsers.MAX_BANDWIDTH_BPS == MAX_BANDWIDTH_BPS
+
+
+@pytest.mark.parametrize(("text", "value"), [("1.5Gi", 1610612736), ("500m", Fraction(1, 2)), ("1e3", 1000)])
+def test_quantity_value(text: str, value: Fraction) -> None:
+    assert parsers.quantity_value(text) == value
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field
 
 from patronus.api.fields import ObjectName, ObjectNameSet, Percent, unique
 from patronus.api.markers import CEL, ListType, model_rules
-from patronus.api.meta import ApiModel, Conditions, ObjectMeta
+from patronus.api.meta import ApiModel, Conditions, Generation, ObjectMeta
 
 Topology = Literal["full-mesh", "hub-spoke"]
 
@@ -30,11 +30,13 @@ class MeshSpec(ApiModel):
             CEL(
                 "!has(self.hubs) || self.topology == 'hub-spoke'",
                 "hubs apply only to topology hub-spoke",
+                lambda spec: spec.hubs is None or spec.topology == "hub-spoke",
                 field_path=".hubs",
             ),
             CEL(
                 "!has(self.hubs) || self.hubs.all(h, h in self.sites)",
                 "every hub must be one of sites",
+                lambda spec: all(hub in spec.sites for hub in spec.hubs or ()),
                 field_path=".hubs",
             ),
         )
@@ -50,16 +52,6 @@ class MeshSpec(ApiModel):
     """For hub-spoke, the hub sites; the first listed site when left out."""
     vpn: VpnSpec = Field(default_factory=VpnSpec, json_schema_extra={"default": VpnSpec().to_wire()})
     """Tunnel protocol and cipher."""
-
-    @model_validator(mode="after")
-    def _consistent(self) -> MeshSpec:
-        if self.hubs is not None:
-            if self.topology != "hub-spoke":
-                raise ValueError("hubs apply only to topology hub-spoke")
-            unknown = [hub for hub in self.hubs if hub not in self.sites]
-            if unknown:
-                raise ValueError(f"hubs {unknown} are not in sites")
-        return self
 
 
 class MeshStatus(ApiModel):
@@ -77,7 +69,7 @@ class MeshStatus(ApiModel):
     """Listed sites that do not exist."""
     conditions: Conditions | None = None
     """Ready and the conditions that explain it."""
-    observed_generation: int | None = None
+    observed_generation: Generation | None = None
     """The .metadata.generation this status describes."""
 
 

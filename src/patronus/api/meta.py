@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from patronus.api.markers import ListType
+from patronus.api.markers import ListType, ModelRules
 
 API_GROUP = "sdwan.patronus.dev"
 API_VERSION = "v1alpha1"
@@ -29,6 +29,14 @@ class ApiModel(BaseModel):
         use_attribute_docstrings=True,
     )
 
+    @model_validator(mode="after")
+    def _model_rules(self) -> Self:
+        """The Python side of the model's cross-field CEL rules (see ``markers.model_rules``)."""
+        rules = self.model_config.get("json_schema_extra")
+        if isinstance(rules, ModelRules):
+            rules.check(self)
+        return self
+
     def to_wire(self) -> dict[str, Any]:
         """The JSON-ready dict the API server expects: camelCase, no unset optionals."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -48,21 +56,32 @@ class ObjectMeta(ApiModel):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+# metav1.Condition's own patterns: a CamelCase type (optionally prefixed by a DNS name) and reason.
+CONDITION_TYPE_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+CONDITION_REASON_PATTERN = r"^([A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?)?$"
+
+
 class Condition(ApiModel):
     """A condition in the shape of metav1.Condition."""
 
-    type: Annotated[str, Field(max_length=316)]
+    type: Annotated[str, Field(min_length=1, max_length=316, pattern=CONDITION_TYPE_PATTERN)]
     """Type of condition in CamelCase, for example Ready."""
     status: Literal["True", "False", "Unknown"]
     """Whether the condition holds: True, False or Unknown."""
-    reason: Annotated[str, Field(max_length=1024)] = ""
+    reason: Annotated[str, Field(max_length=1024, pattern=CONDITION_REASON_PATTERN)] = ""
     """A machine-readable CamelCase word for the condition's last transition."""
     message: Annotated[str, Field(max_length=32768)] = ""
     """A human-readable explanation of the condition."""
     last_transition_time: datetime | None = None
     """When the condition last changed from one status to another."""
-    observed_generation: int | None = None
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
     """The .metadata.generation the condition was set for."""
 
 
 Conditions = Annotated[list[Condition], Field(max_length=32), ListType("map", keys=("type",))]
+
+Generation = Annotated[int, Field(ge=0)]
+"""A .metadata.generation, as a status's observedGeneration reports it."""

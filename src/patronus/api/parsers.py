@@ -1,38 +1,49 @@
 """Parsers for the string formats the CRDs share.
 
 Each parser is a pure function that returns a typed value or raises ``ValueError`` with a message a
-user can act on. The CRD schema enforces the same rules at admission (patterns and CEL in
-``patronus.api.rules``); these functions are what the operator and the agent use once an object is in.
+user can act on. The CRD schema enforces the same rules at admission (patterns and CEL beside each field
+type in ``patronus.api.fields``); these functions are what the operator and the agent use once an object
+is in, and they agree with the API server to the value: durations are read as Go's
+``time.ParseDuration`` reads them (which is what CEL's ``duration()`` calls), bandwidths with exact
+decimal arithmetic. Addresses, prefixes and endpoints are in ``patronus.api.addresses``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import re
 from dataclasses import dataclass
 from fractions import Fraction
 
 MAX_PORT = 65535
 
-# Go's time.ParseDuration units, which is also what CEL's duration() accepts.
-_DURATION_UNITS_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
+# Go's time.ParseDuration units (CEL's duration() calls it), in nanoseconds. Only the micro sign
+# U+00B5 is taken for micro; Go also reads U+03BC, which the pattern below leaves out.
+_DURATION_UNITS_NS = {
+    "ns": 1,
+    "us": 10**3,
+    "µs": 10**3,
+    "ms": 10**6,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
 }
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_PART = re.compile(r"([0-9]+)(?:\.([0-9]+))?(ns|us|µs|ms|s|m|h)")
+_GO_DURATION_LIMIT = 1 << 63
 
-# Bandwidth as network engineers write it: decimal (SI) units of bits per second.
-_BANDWIDTH_UNITS_BPS = {"bps": 1, "Kbps": 10**3, "kbps": 10**3, "Mbps": 10**6, "Gbps": 10**9, "Tbps": 10**12}
-BANDWIDTH_PATTERN = r"^[0-9]+(\.[0-9]+)?(bps|kbps|Kbps|Mbps|Gbps|Tbps)$"
-_BANDWIDTH = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(bps|kbps|Kbps|Mbps|Gbps|Tbps)$")
+# Bandwidth as network engineers write it: decimal (SI) units of bits per second. Whole bits only, so
+# each unit takes as many decimals as it has powers of ten (none for bps, 3 for Kbps, ..., 12 for Tbps).
+_BANDWIDTH_EXPONENTS = {"bps": 0, "kbps": 3, "Kbps": 3, "Mbps": 6, "Gbps": 9, "Tbps": 12}
+BANDWIDTH_PATTERN = (
+    r"^(0|[1-9][0-9]*)"
+    r"(bps|(\.[0-9]{1,3})?[kK]bps|(\.[0-9]{1,6})?Mbps|(\.[0-9]{1,9})?Gbps|(\.[0-9]{1,12})?Tbps)$"
+)
+_BANDWIDTH_PARTS = re.compile(r"([0-9.]+)([kKMGT]?bps)")
+MIN_BANDWIDTH_BPS = 1
+MAX_BANDWIDTH_BPS = 10**12
+"""1 Tbit/s: more than any link, and what tc's 64-bit rates still express exactly."""
 
 PORT_RANGES_PATTERN = r"^[0-9]{1,5}(-[0-9]{1,5})?(,[0-9]{1,5}(-[0-9]{1,5})?)*$"
 
@@ -42,13 +53,6 @@ WIREGUARD_KEY_BYTES = 32
 # RFC 1123 DNS label or name: what Kubernetes accepts as an object name.
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-
-# host:port where host is a DNS name, an IPv4 address or a bracketed IPv6 address.
-ENDPOINT_PATTERN = (
-    r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*)"
-    r":[0-9]{1,5}$"
-)
-_ENDPOINT = re.compile(ENDPOINT_PATTERN)
 
 # Kubernetes resource.Quantity, as apimachinery's regexp spells it.
 QUANTITY_PATTERN = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$"
@@ -62,11 +66,43 @@ def check_pattern(text: str, pattern: str, what: str) -> str:
     return text
 
 
-def parse_duration(text: str) -> float:
-    """Parse a Go-style duration (``30s``, ``1m30s``, ``200ms``) into seconds."""
+def parse_duration_ns(text: str) -> int:
+    """Nanoseconds of a Go-style duration (``30s``, ``1m30s``, ``200ms``), as ``time.ParseDuration``
+    computes them: fractions through float64 and truncated, overflow past 2^63-1 ns refused."""
     if not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(f"{text!r} is not a duration such as 30s, 1m30s or 200ms")
-    return sum(float(value) * _DURATION_UNITS_SECONDS[unit] for value, unit in _DURATION_PART.findall(text))
+    total = 0
+    for whole, fraction, unit_name in _DURATION_PART.findall(text):
+        unit = _DURATION_UNITS_NS[unit_name]
+        value = int(whole)
+        if value > _GO_DURATION_LIMIT // unit:
+            raise ValueError(f"{text!r} is too long a duration")
+        value *= unit
+        digits, scale = _go_leading_fraction(fraction)
+        if digits:
+            value += int(float(digits) * (float(unit) / scale))
+        total += value
+        if value > _GO_DURATION_LIMIT or total > _GO_DURATION_LIMIT:
+            raise ValueError(f"{text!r} is too long a duration")
+    if total >= _GO_DURATION_LIMIT:
+        raise ValueError(f"{text!r} is too long a duration")
+    return total
+
+
+def _go_leading_fraction(digits: str) -> tuple[int, float]:
+    """Go's leadingFraction: the digits it keeps before they would overflow, and 10 to their count."""
+    value, scale = 0, 1.0
+    for digit in digits:
+        following = value * 10 + int(digit)
+        if value > (_GO_DURATION_LIMIT - 1) // 10 or following > _GO_DURATION_LIMIT:
+            break  # Go stops accumulating here and ignores the remaining digits
+        value, scale = following, scale * 10
+    return value, scale
+
+
+def parse_duration(text: str) -> float:
+    """Parse a Go-style duration (``30s``, ``1m30s``, ``200ms``) into seconds."""
+    return parse_duration_ns(text) / 1e9
 
 
 def format_duration(seconds: float) -> str:
@@ -80,14 +116,21 @@ def format_duration(seconds: float) -> str:
 
 
 def parse_bandwidth(text: str) -> int:
-    """Parse ``10Mbps`` and friends into bits per second (SI units: 1 Mbps = 1,000,000 bit/s)."""
-    match = _BANDWIDTH.fullmatch(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a bandwidth such as 512Kbps, 10Mbps or 1Gbps")
-    bps = int(float(match.group(1)) * _BANDWIDTH_UNITS_BPS[match.group(2)])
-    if bps <= 0:
-        raise ValueError(f"{text!r}: bandwidth must be greater than zero")
-    return bps
+    """Parse ``10Mbps`` and friends into bits per second (SI units: 1 Mbps = 1,000,000 bit/s).
+
+    Whole bits per second from 1 bps to 1 Tbps; ``0.5bps`` and ``1.0005Kbps`` are refused, not rounded.
+    """
+    if not re.fullmatch(BANDWIDTH_PATTERN, text):
+        raise ValueError(
+            f"{text!r} is not a bandwidth in whole bits per second such as 800bps, 512Kbps or 1.5Mbps"
+        )
+    match = _BANDWIDTH_PARTS.fullmatch(text)
+    assert match is not None
+    bps = Fraction(match.group(1)) * 10 ** _BANDWIDTH_EXPONENTS[match.group(2)]
+    assert bps.denominator == 1, "the pattern admits whole bits only"
+    if not MIN_BANDWIDTH_BPS <= bps <= MAX_BANDWIDTH_BPS:
+        raise ValueError(f"{text!r}: a bandwidth must be from 1bps to 1Tbps")
+    return int(bps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,35 +179,6 @@ def parse_wireguard_key(text: str) -> bytes:
     return raw
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """A UDP endpoint ``host:port``; IPv6 hosts are written in brackets."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-def parse_endpoint(text: str) -> Endpoint:
-    """Parse ``203.0.113.1:51820``, ``vpn.example.com:51820`` or ``[2001:db8::1]:51820``."""
-    if not _ENDPOINT.fullmatch(text):
-        raise ValueError(f"{text!r} is not host:port (IPv6 hosts in brackets: [2001:db8::1]:51820)")
-    host, _, port_text = text.rpartition(":")
-    port = int(port_text)
-    if not 1 <= port <= MAX_PORT:
-        raise ValueError(f"{text!r}: port {port} is outside 1-{MAX_PORT}")
-    if host.startswith("["):
-        host = host[1:-1]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError as exc:
-            raise ValueError(f"{text!r}: {host} is not an IPv6 address") from exc
-    return Endpoint(host, port)
-
-
 def validate_quantity(text: str) -> str:
     """Check a non-negative Kubernetes quantity (``2``, ``500m``, ``4Gi``, ``1e3``); return it unchanged."""
     if not _QUANTITY.fullmatch(text):
@@ -177,6 +191,25 @@ _DECIMAL_SUFFIXES = {"m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "
 _DECIMAL_SUFFIX_OF = {exponent: suffix for suffix, exponent in _DECIMAL_SUFFIXES.items()} | {-6: "u", -9: "n"}
 
 
+def _quantity_suffix(text: str) -> str:
+    match = _QUANTITY.fullmatch(validate_quantity(text))
+    assert match is not None
+    return match.group(3) or ""
+
+
+def quantity_value(text: str) -> Fraction:
+    """The exact value of a quantity: ``1.5Gi`` is 1610612736, ``500m`` is 1/2."""
+    match = _QUANTITY.fullmatch(validate_quantity(text))
+    assert match is not None
+    number, suffix = match.group(1), match.group(3) or ""
+    value = Fraction(number)
+    if suffix in _BINARY_SUFFIXES:
+        return value * Fraction(1024) ** _BINARY_SUFFIXES[suffix]
+    if suffix[:1] in ("e", "E"):
+        return value * Fraction(10) ** int(suffix[1:])
+    return value * Fraction(10) ** _DECIMAL_SUFFIXES[suffix]
+
+
 def canonical_quantity(text: str) -> str:
     """A quantity as the API server stores it (apimachinery's ``Quantity.String()``): ``1000m`` is
     ``1``, ``2048Mi`` is ``2Gi``, ``0.5`` is ``500m``, ``1500`` stays ``1500``.
@@ -187,16 +220,8 @@ def canonical_quantity(text: str) -> str:
     multiple of 3 with an integer mantissa. Values apimachinery would round (below 1n) are returned as
     given.
     """
-    match = _QUANTITY.fullmatch(validate_quantity(text))
-    assert match is not None
-    number, suffix = match.group(1), match.group(3) or ""
-    value = Fraction(number)
-    if suffix in _BINARY_SUFFIXES:
-        value *= 1024 ** _BINARY_SUFFIXES[suffix]
-    elif suffix[:1] in ("e", "E"):
-        value *= Fraction(10) ** int(suffix[1:])
-    else:
-        value *= Fraction(10) ** _DECIMAL_SUFFIXES[suffix]
+    value = quantity_value(text)
+    suffix = _quantity_suffix(text)
     if value == 0:
         return "0"
     if suffix in _BINARY_SUFFIXES and value >= 1024 and value.denominator == 1:
@@ -220,12 +245,3 @@ def canonical_quantity(text: str) -> str:
     if exponent not in _DECIMAL_SUFFIX_OF:
         return f"{mantissa}e{exponent}"
     return f"{mantissa}{_DECIMAL_SUFFIX_OF[exponent]}"
-
-
-def validate_cidr(text: str) -> str:
-    """Check an IPv4 or IPv6 prefix (host bits must be zero) and return it unchanged."""
-    try:
-        ipaddress.ip_network(text, strict=True)
-    except ValueError as exc:
-        raise ValueError(f"{text!r} is not a CIDR prefix such as 10.1.0.0/16: {exc}") from exc
-    return text

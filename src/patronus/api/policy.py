@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal, get_args
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
-from patronus.api.fields import Bandwidth, CidrList, Duration, ObjectName, Percent, PortRanges
+from patronus.api.fields import Bandwidth, CidrList, Cooldown, ObjectName, Percent, PortRanges
 from patronus.api.markers import CEL, ListType, model_rules
-from patronus.api.meta import ApiModel, Conditions, ObjectMeta
+from patronus.api.meta import ApiModel, Conditions, Generation, ObjectMeta
 
 QosClass = Literal["realtime", "interactive", "business-critical", "default", "bulk", "scavenger"]
 QOS_CLASSES: tuple[str, ...] = get_args(QosClass)
@@ -23,6 +23,10 @@ class PolicyMatch(ApiModel):
             CEL(
                 "self.protocol != 'icmp' || (!has(self.dstPortRange) && !has(self.srcPortRange))",
                 "port ranges need protocol tcp, udp or any: icmp has no ports",
+                lambda match: (
+                    match.protocol != "icmp"
+                    or (match.dst_port_range is None and match.src_port_range is None)
+                ),
                 field_path=".protocol",
             )
         )
@@ -41,12 +45,6 @@ class PolicyMatch(ApiModel):
     dst_cidrs: CidrList | None = None
     """Destination prefixes the packets go to."""
 
-    @model_validator(mode="after")
-    def _ports_need_a_transport(self) -> PolicyMatch:
-        if self.protocol == "icmp" and (self.dst_port_range or self.src_port_range):
-            raise ValueError("port ranges need protocol tcp, udp or any: icmp has no ports")
-        return self
-
 
 class PathRef(ApiModel):
     """A Path, named by its source site and its id."""
@@ -64,7 +62,8 @@ class QosSpec(ApiModel):
     """Traffic class, highest priority first: realtime, interactive, business-critical, default, bulk,
     scavenger."""
     bandwidth: Bandwidth | None = None
-    """Rate cap for the class, for example 10Mbps (SI units)."""
+    """Rate cap for the class in whole bits per second, from 1bps to 1Tbps, for example 10Mbps (SI units:
+    1 Mbps is 1,000,000 bit/s)."""
 
 
 class PolicyAction(ApiModel):
@@ -75,6 +74,7 @@ class PolicyAction(ApiModel):
             CEL(
                 "!has(self.backupPath) || has(self.primaryPath)",
                 "action.backupPath needs action.primaryPath",
+                lambda action: action.backup_path is None or action.primary_path is not None,
                 field_path=".backupPath",
             ),
             CEL(
@@ -82,12 +82,18 @@ class PolicyAction(ApiModel):
                 "|| self.backupPath.pathId != self.primaryPath.pathId "
                 "|| self.backupPath.siteRef != self.primaryPath.siteRef",
                 "action.backupPath must differ from action.primaryPath",
+                lambda action: action.backup_path is None or action.backup_path != action.primary_path,
                 field_path=".backupPath",
             ),
             CEL(
                 "!has(self.backupPath) || !has(self.primaryPath) "
                 "|| self.backupPath.siteRef == self.primaryPath.siteRef",
                 "action.backupPath must start at the same site as action.primaryPath",
+                lambda action: (
+                    action.backup_path is None
+                    or action.primary_path is None
+                    or action.backup_path.site_ref == action.primary_path.site_ref
+                ),
                 field_path=".backupPath.siteRef",
             ),
         )
@@ -102,26 +108,14 @@ class PolicyAction(ApiModel):
     qos: QosSpec | None = None
     """Queueing class and rate cap."""
 
-    @model_validator(mode="after")
-    def _backup_follows_primary(self) -> PolicyAction:
-        if self.backup_path is None:
-            return self
-        if self.primary_path is None:
-            raise ValueError("action.backupPath needs action.primaryPath")
-        if self.backup_path == self.primary_path:
-            raise ValueError("action.backupPath must differ from action.primaryPath")
-        if self.backup_path.site_ref != self.primary_path.site_ref:
-            raise ValueError("action.backupPath must start at the same site as action.primaryPath")
-        return self
-
 
 class FailoverSpec(ApiModel):
     """When traffic leaves the primary path and when it comes back."""
 
     threshold: Percent = 70
     """Health score (0-100) below which traffic moves to the backup path."""
-    cooldown: Duration = "30s"
-    """How long the primary must stay at or above the threshold before traffic returns to it."""
+    cooldown: Cooldown = "30s"
+    """How long (0s to 24h) the primary must stay at or above the threshold before traffic returns to it."""
 
 
 class PolicySpec(ApiModel):
@@ -183,7 +177,7 @@ class PolicyStatus(ApiModel):
     """The policy at each enforcing site."""
     conditions: Conditions | None = None
     """Ready and the conditions that explain it (for example a missing path)."""
-    observed_generation: int | None = None
+    observed_generation: Generation | None = None
     """The .metadata.generation this status describes."""
 
 

@@ -5,22 +5,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field
 
+from patronus.api import addresses
 from patronus.api.fields import (
-    CidrList,
     Endpoint,
+    IPAddress,
     ObjectName,
     ObjectNameSet,
     Percent,
     Port,
+    PositiveQuantity,
     Quantity,
+    SecretDataKey,
     ShortName,
+    SubnetList,
     WireGuardKey,
     unique,
 )
 from patronus.api.markers import CEL, ListType, model_rules
-from patronus.api.meta import ApiModel, Conditions, ObjectMeta
+from patronus.api.meta import ApiModel, Conditions, Generation, ObjectMeta
 
 DEFAULT_LISTEN_PORT = 51820
 DEFAULT_UNDERLAY = "default"
@@ -31,7 +35,7 @@ class SecretKeyRef(ApiModel):
 
     name: ObjectName
     """Name of the Secret."""
-    key: Annotated[str, Field(min_length=1, max_length=253)] = "privateKey"
+    key: SecretDataKey = "privateKey"
     """Key inside the Secret that holds the base64 WireGuard private key."""
 
 
@@ -44,6 +48,9 @@ class WireGuardSpec(ApiModel):
                 "!has(self.privateKeySecretRef) || has(self.publicKey)",
                 "wireguard.privateKeySecretRef needs wireguard.publicKey: "
                 "give the public key of that private key",
+                lambda wireguard: (
+                    wireguard.private_key_secret_ref is None or wireguard.public_key is not None
+                ),
                 field_path=".privateKeySecretRef",
             )
         )
@@ -65,12 +72,6 @@ class WireGuardSpec(ApiModel):
     persistent_keepalive: Annotated[int, Field(ge=0, le=65535)] = 25
     """Seconds between keepalives so NAT mappings stay open; 0 turns keepalives off."""
 
-    @model_validator(mode="after")
-    def _secret_ref_needs_public_key(self) -> WireGuardSpec:
-        if self.private_key_secret_ref is not None and self.public_key is None:
-            raise ValueError("wireguard.privateKeySecretRef needs wireguard.publicKey")
-        return self
-
 
 class Underlay(ApiModel):
     """A named WAN link of the site, such as fiber or lte."""
@@ -91,7 +92,7 @@ class ResourcesSpec(ApiModel):
     """CPU request, as a Kubernetes quantity (2, 500m). Defaults to the operator's DEFAULT_CPU_REQUEST."""
     memory: Quantity | None = None
     """Memory request, as a Kubernetes quantity (4Gi). Defaults to DEFAULT_MEMORY_REQUEST."""
-    storage: Quantity | None = None
+    storage: PositiveQuantity | None = None
     """Size of a persistent volume for the core workload (10Gi); none when left out."""
 
 
@@ -104,6 +105,28 @@ class SiteMeshSpec(ApiModel):
     """Names of Sites in the same namespace to peer with directly."""
 
 
+MAX_UNDERLAYS = 8
+_UNDERLAY_INDEXES = f"{list(range(MAX_UNDERLAYS))}"
+
+
+def _cel_underlay_port(index: str) -> str:
+    underlay = f"self.underlays[{index}]"
+    return f"(has({underlay}.listenPort) ? {underlay}.listenPort : self.wireguard.listenPort + {index})"
+
+
+def _cel_endpoint_host(endpoint: str) -> str:
+    return (
+        f"({endpoint}.startsWith('[') ? {endpoint}.substring(1, {endpoint}.lastIndexOf(':') - 1) "
+        f": {endpoint}.substring(0, {endpoint}.lastIndexOf(':')))"
+    )
+
+
+def _endpoints_outside_subnets(spec: SiteSpec) -> bool:
+    networks = [addresses.parse_cidr(subnet) for subnet in spec.subnets or ()]
+    hosts = [addresses.parse_endpoint(endpoint).address() for endpoint in spec.wireguard.endpoints]
+    return not any(host in network for host in hosts if host is not None for network in networks)
+
+
 class SiteSpec(ApiModel):
     """Desired state of a Site."""
 
@@ -112,13 +135,42 @@ class SiteSpec(ApiModel):
             CEL(
                 "!has(self.underlays) || self.underlays.all(u, u.endpoint in self.wireguard.endpoints)",
                 "every underlays[].endpoint must be one of wireguard.endpoints",
+                lambda spec: all(u.endpoint in spec.wireguard.endpoints for u in spec.underlays or ()),
                 field_path=".underlays",
             ),
             CEL(
                 "!has(self.underlays) "
                 "|| self.underlays.all(u, self.underlays.exists_one(v, v.name == u.name))",
                 "underlays[].name must be unique",
+                lambda spec: len({u.name for u in spec.underlays or ()}) == len(spec.underlays or ()),
                 field_path=".underlays",
+            ),
+            CEL(
+                f"!has(self.underlays) || {_UNDERLAY_INDEXES}.all(i, i >= size(self.underlays) "
+                f"|| {_cel_underlay_port('i')} <= {addresses.MAX_PORT})",
+                "an underlay without listenPort listens on wireguard.listenPort plus its index, "
+                f"which must stay within 1-{addresses.MAX_PORT}: lower wireguard.listenPort or give the "
+                "underlay a listenPort",
+                lambda spec: all(port <= addresses.MAX_PORT for _, port in spec.underlay_ports()),
+                field_path=".underlays",
+            ),
+            CEL(
+                f"!has(self.underlays) || {_UNDERLAY_INDEXES}.all(i, i >= size(self.underlays) "
+                f"|| {_UNDERLAY_INDEXES}.all(j, j >= size(self.underlays) || i == j "
+                f"|| {_cel_underlay_port('i')} != {_cel_underlay_port('j')}))",
+                "each underlay needs a UDP port of its own (its listenPort, else wireguard.listenPort plus "
+                "its index): two WireGuard interfaces cannot share one",
+                lambda spec: len({port for _, port in spec.underlay_ports()}) == len(spec.underlay_ports()),
+                field_path=".underlays",
+            ),
+            CEL(
+                "!has(self.subnets) || self.wireguard.endpoints.all(e, "
+                f"!e.matches(r'{addresses.ENDPOINT_PATTERN}') || !isIP({_cel_endpoint_host('e')}) "
+                f"|| self.subnets.all(s, !isCIDR(s) || !cidr(s).containsIP({_cel_endpoint_host('e')})))",
+                "subnets must not contain the site's own endpoint addresses: peers would send the tunnel "
+                "into itself",
+                _endpoints_outside_subnets,
+                field_path=".subnets",
             ),
         )
     )
@@ -127,42 +179,45 @@ class SiteSpec(ApiModel):
     """Where the site is, for people: "New York, NY"."""
     wireguard: WireGuardSpec
     """WireGuard settings: keys, listen port and the endpoints peers dial."""
-    underlays: Annotated[list[Underlay], Field(max_length=8)] | None = None
+    underlays: Annotated[list[Underlay], Field(max_length=MAX_UNDERLAYS)] | None = None
     """Named WAN underlays (fiber, lte, ...), each with its own tunnel and its own Paths. Left out, the site
     has a single underlay called "default"."""
     resources: ResourcesSpec | None = None
     """Compute resources for the site's core workload."""
     mesh: SiteMeshSpec | None = None
     """Direct peering outside of any Mesh."""
-    subnets: CidrList | None = None
-    """LAN prefixes behind this site that other sites route to it."""
-
-    @model_validator(mode="after")
-    def _underlays_use_known_endpoints(self) -> SiteSpec:
-        names = [underlay.name for underlay in self.underlays or []]
-        if len(names) != len(set(names)):
-            raise ValueError("underlays[].name must be unique")
-        for underlay in self.underlays or []:
-            if underlay.endpoint not in self.wireguard.endpoints:
-                raise ValueError(
-                    f"underlay {underlay.name}: endpoint {underlay.endpoint} is not in wireguard.endpoints"
-                )
-        return self
+    subnets: SubnetList | None = None
+    """LAN prefixes behind this site that other sites route to it: each at least a /8 (IPv4) or /16
+    (IPv6), none overlapping another, the overlay pool 100.96.0.0/16, loopback, link-local, multicast or
+    the site's own endpoint addresses."""
 
     def underlay_names(self) -> list[str]:
         return [u.name for u in self.underlays] if self.underlays else [DEFAULT_UNDERLAY]
+
+    def underlay_ports(self) -> list[tuple[str, int]]:
+        """(name, UDP port) of each underlay: its listenPort, else wireguard.listenPort plus its index."""
+        return [
+            (u.name, u.listen_port or self.wireguard.listen_port + index)
+            for index, u in enumerate(self.underlays or ())
+        ]
 
 
 SitePhase = Literal["Pending", "Active", "Degraded", "Failed"]
 
 
+AGENT_VERSION_PATTERN = r"^[0-9A-Za-z][-0-9A-Za-z.+_]*$"
+SHA256_HEX_PATTERN = r"^[0-9a-f]{64}$"
+
+
 class AgentReport(ApiModel):
     """What the site's agent says about itself (written by the agent)."""
 
-    version: Annotated[str, Field(max_length=64)] | None = None
-    """The agent's release."""
-    config_digest: Annotated[str, Field(max_length=64)] | None = None
-    """SHA-256 of the configuration the data plane runs now."""
+    version: Annotated[str, Field(max_length=64, pattern=AGENT_VERSION_PATTERN)] | None = None
+    """The agent's release, for example 0.1.0."""
+    config_digest: Annotated[str, Field(min_length=64, max_length=64, pattern=SHA256_HEX_PATTERN)] | None = (
+        None
+    )
+    """SHA-256 (64 hex digits) of the configuration the data plane runs now."""
     config_error: Annotated[str, Field(max_length=1024)] | None = None
     """Why the newest configuration was refused (the last good one keeps running); empty when applied."""
 
@@ -203,7 +258,7 @@ class SiteStatus(ApiModel):
     """Mean health score (0-100) of the site's Paths."""
     public_key: WireGuardKey | None = None
     """The public key peers use, whether given or generated."""
-    overlay_address: Annotated[str, Field(max_length=64)] | None = None
+    overlay_address: IPAddress | None = None
     """The site's address inside the WireGuard overlay."""
     last_heartbeat_time: datetime | None = None
     """When the site's agent last reported (written by the agent)."""
@@ -215,7 +270,7 @@ class SiteStatus(ApiModel):
     """The policies this site enforces, with their counters and failover record (written by the agent)."""
     config_map: ObjectName | None = None
     """The ConfigMap holding the agent's configuration: what an external agent is started with."""
-    observed_generation: int | None = None
+    observed_generation: Generation | None = None
     """The .metadata.generation this status describes."""
 
 

@@ -627,7 +627,6 @@ def test_port_names_stay_unique() -> None:
         underlays=[
             {"name": "health", "endpoint": "203.0.113.10:51820", "listenPort": 51830},
             {"name": "wireguard", "endpoint": "203.0.113.10:51820", "listenPort": 51840},
-            {"name": "dup", "endpoint": "203.0.113.10:51820", "listenPort": 51840},
         ]
     )
     ports = ch.wireguard_ports(site)
