@@ -15,7 +15,7 @@ from lightkube.types import PatchType
 
 from patronus.api.crd import all_crds
 from patronus.api.kinds import KINDS
-from tests.support.field_examples import BUILDERS, EXAMPLES, Example, python_verdict
+from tests.support.field_examples import BUILDERS, EXAMPLES, Example, mutations, python_verdict
 from tests.support.invalid_objects import CASES
 from tests.support.manifests import example_files, example_objects, seed_objects
 
@@ -147,6 +147,25 @@ def test_api_server_and_models_give_every_example_the_same_verdict(kube_client: 
     problems += [
         f"no example breaks the rule {m!r}" for m in sorted(rules) if not any(m in r for r in refusals)
     ]
+    assert not problems, f"{len(problems)} disagreements:\n" + "\n".join(problems)
+
+
+def test_mutated_values_get_one_verdict_from_both(kube_client: Any, namespace: str) -> None:
+    """Random edits of the valid examples (seeded, so the same every run): whatever the verdict, the API
+    server and the models must agree on it."""
+    for kind, build in BUILDERS.items():
+        _create(kube_client, {**build(), "metadata": {"name": _status_holder(kind)}}, namespace)
+    problems = []
+    for example in mutations(count=6):
+        obj = example.object()
+        (api_ok, api_says), (python_ok, python_says) = (
+            _api_verdict(kube_client, obj, namespace),
+            python_verdict(obj),
+        )
+        if api_ok != python_ok:
+            problems.append(
+                f"{example.id}: API server {api_ok} ({api_says}), model {python_ok} ({python_says})"
+            )
     assert not problems, f"{len(problems)} disagreements:\n" + "\n".join(problems)
 
 

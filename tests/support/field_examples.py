@@ -9,6 +9,7 @@ fields; these are the rules of one field (or one list) each.
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -149,10 +150,12 @@ SITE_SPEC = [
         field=f"{WG}.privateKeySecretRef.name",
     ),
     *ok("Site", "spec.resources.cpu", "2", "500m", "0", "1e3", "0.5"),
-    *bad("Site", "spec.resources.cpu", "quantity", "two", "-1", "1.2.3", "4 Gi"),
+    *bad(
+        "Site", "spec.resources.cpu", "quantity", "two", "-1", "1.2.3", "4 Gi", "M", "1e100", "1e9999999999"
+    ),
     *ok("Site", "spec.resources.memory", "4Gi", "1500M", "0"),
-    *bad("Site", "spec.resources.memory", "quantity", "4GB", "-4Gi"),
-    *ok("Site", "spec.resources.storage", "10Gi", "1"),
+    *bad("Site", "spec.resources.memory", "quantity", "4GB", "-4Gi", "Gi", "m"),
+    *ok("Site", "spec.resources.storage", "10Gi", "1", "10E", "1E", "2e3"),
     *bad("Site", "spec.resources.storage", "greater than zero", "0", "0Gi", "0.0"),
     *bad("Site", "spec.resources.storage", "quantity", "ten gigs"),
     *ok("Site", "spec.mesh.peerWith", ["branch-sf", "dc.east"]),
@@ -433,8 +436,24 @@ STATUS = [
     *ok("Site", "status.configMap", "a-agent"),
     *bad("Site", "status.configMap", "object name", "A Agent"),
     *ok("Site", "status.observedGeneration", 0, 7),
-    *ok("Site", "status.lastHeartbeatTime", TIME),
-    *bad("Site", "status.lastHeartbeatTime", "", "yesterday"),
+    *ok(
+        "Site",
+        "status.lastHeartbeatTime",
+        TIME,
+        "2026-01-02T03:04:05.123456789Z",
+        "2026-01-02T03:04:05+01:00",
+    ),
+    *bad(
+        "Site",
+        "status.lastHeartbeatTime",
+        "",
+        "yesterday",
+        "2026-01-02",
+        "2026-01-02T03:04:05",
+        "2026-01-02 03:04:05Z",
+        "1700000000",
+        "2026-02-30T00:00:00Z",
+    ),
     *ok("Site", "status.agent", {"version": "0.1.0", "configDigest": DIGEST, "configError": ""}),
     *ok("Site", "status.agent", {"version": "0.0.0+unknown"}, {"version": "v1.2.3-rc.1"}),
     *bad(
@@ -594,3 +613,44 @@ def python_verdict(obj: Obj) -> tuple[bool, str]:
             f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()
         )
     return True, ""
+
+
+# Characters that make format parsers disagree: separators, hex digits, unit letters, signs, spaces.
+_MUTATION_ALPHABET = [
+    *"0123456789abcdefABCDEF:.[]/%-+eEkKMGTimunsbp µ,_ ",
+    "::",
+    "ffff:",
+    "00",
+    "/0",
+    "Gi",
+    "bps",
+]
+
+
+def mutations(count: int, seed: int = 11) -> list[Example]:
+    """Up to three random edits of each valid string example, ``count`` per field, expected nothing:
+    the API server and the models must merely agree (a differential test of the two parsers)."""
+    rng = random.Random(seed)
+    seeds: dict[tuple[str, str, bool], list[str]] = {}
+    for example in EXAMPLES:
+        value, item = example.value, False
+        if isinstance(value, list) and len(value) == 1:
+            value, item = value[0], True
+        if example.valid and isinstance(value, str):
+            seeds.setdefault((example.kind, example.path, item), []).append(value)
+    mutated = []
+    for (kind, path_, item), values in seeds.items():
+        for _ in range(count):
+            text = list(rng.choice(values))
+            for _ in range(rng.randint(1, 3)):
+                at = rng.randint(0, len(text))
+                edit = rng.random()
+                if edit < 0.4 and text:
+                    text[min(at, len(text) - 1)] = rng.choice(_MUTATION_ALPHABET)
+                elif edit < 0.7:
+                    text.insert(at, rng.choice(_MUTATION_ALPHABET))
+                elif text:
+                    del text[min(at, len(text) - 1)]
+            value = "".join(text)
+            mutated.append(Example(kind, path_, [value] if item else value, valid=True))
+    return mutated

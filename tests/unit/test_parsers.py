@@ -180,7 +180,7 @@ def test_quantity(text: str) -> None:
     assert parsers.validate_quantity(text) == text
 
 
-@pytest.mark.parametrize("text", ["two", "4GB", "-1", "", "1.2.3"])
+@pytest.mark.parametrize("text", ["two", "4GB", "-1", "", "1.2.3", "Gi", "1e100"])
 def test_quantity_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="quantity"):
         parsers.validate_quantity(text)
@@ -224,7 +224,9 @@ def test_bandwidth_limit_is_the_agents() -> None:
     assert parsers.MAX_BANDWIDTH_BPS == MAX_BANDWIDTH_BPS
 
 
-@pytest.mark.parametrize(("text", "value"), [("1.5Gi", 1610612736), ("500m", Fraction(1, 2)), ("1e3", 1000)])
+@pytest.mark.parametrize(
+    ("text", "value"), [("1.5Gi", 1610612736), ("500m", Fraction(1, 2)), ("1e3", 1000), ("2E", 2 * 10**18)]
+)
 def test_quantity_value(text: str, value: Fraction) -> None:
     assert parsers.quantity_value(text) == value
 
@@ -243,6 +245,8 @@ def test_quantity_value(text: str, value: Fraction) -> None:
         ("1.5e3", "1500"),
         ("1E6", "1E6"),
         ("0", "0"),
+        ("10E", "10E"),
+        ("1E", "1E"),
     ],
 )
 def test_canonical_quantity(written: str, stored: str) -> None:

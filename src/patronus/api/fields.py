@@ -154,8 +154,9 @@ Endpoint = Annotated[
 
 # -- quantities, durations, ports and bandwidths ----------------------------------------------------------
 
+_QUANTITY_WELL_FORMED = f"self.matches(r'{parsers.QUANTITY_PATTERN}') && isQuantity(self)"
 _QUANTITY_RULE = CEL(
-    "isQuantity(self) && !quantity(self).isLessThan(quantity('0'))",
+    _QUANTITY_WELL_FORMED,
     "must be a non-negative Kubernetes quantity, for example 500m, 2 or 4Gi",
     parses(parsers.validate_quantity),
 )
@@ -167,7 +168,7 @@ PositiveQuantity = Annotated[
     Field(min_length=1, max_length=64),
     _QUANTITY_RULE,
     CEL(
-        "!isQuantity(self) || quantity(self).isGreaterThan(quantity('0'))",
+        f"!({_QUANTITY_WELL_FORMED}) || quantity(self).isGreaterThan(quantity('0'))",
         "must be greater than zero, for example 10Gi",
         lambda text: not parses(parsers.validate_quantity)(text) or parsers.quantity_value(text) > 0,
     ),

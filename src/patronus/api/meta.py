@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from patronus.api.markers import ListType, ModelRules
@@ -56,6 +57,22 @@ class ObjectMeta(ApiModel):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+# What the API server's date-time format takes: RFC 3339 with a T and an offset. pydantic alone would also
+# take "2026-01-02", "2026-01-02 03:04:05" or a number of seconds, which the API server refuses.
+RFC3339_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, str) and not re.fullmatch(RFC3339_PATTERN, value):
+        raise ValueError("must be an RFC 3339 time such as 2026-01-02T03:04:05Z")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
+"""A time as Kubernetes writes it; a datetime built in Python passes as it is."""
+
 # metav1.Condition's own patterns: a CamelCase type (optionally prefixed by a DNS name) and reason.
 CONDITION_TYPE_PATTERN = (
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
@@ -75,7 +92,7 @@ class Condition(ApiModel):
     """A machine-readable CamelCase word for the condition's last transition."""
     message: Annotated[str, Field(max_length=32768)] = ""
     """A human-readable explanation of the condition."""
-    last_transition_time: datetime | None = None
+    last_transition_time: Timestamp | None = None
     """When the condition last changed from one status to another."""
     observed_generation: Annotated[int, Field(ge=0)] | None = None
     """The .metadata.generation the condition was set for."""

@@ -54,8 +54,10 @@ WIREGUARD_KEY_BYTES = 32
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
-# Kubernetes resource.Quantity, as apimachinery's regexp spells it.
-QUANTITY_PATTERN = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$"
+# Kubernetes resource.Quantity as apimachinery's regexp spells it, with a number before any suffix (the API
+# server also takes a bare "Gi" as zero) and an exponent of at most two digits: comparing 1e9999999999
+# with CEL's quantity library stalls the API server's request, so the CRD refuses it by pattern first.
+QUANTITY_PATTERN = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?[0-9]{1,2})?$"
 _QUANTITY = re.compile(QUANTITY_PATTERN)
 
 
@@ -205,9 +207,9 @@ def quantity_value(text: str) -> Fraction:
     value = Fraction(number)
     if suffix in _BINARY_SUFFIXES:
         return value * Fraction(1024) ** _BINARY_SUFFIXES[suffix]
-    if suffix[:1] in ("e", "E"):
-        return value * Fraction(10) ** int(suffix[1:])
-    return value * Fraction(10) ** _DECIMAL_SUFFIXES[suffix]
+    if suffix in _DECIMAL_SUFFIXES:  # before the exponent: a lone E is exa
+        return value * Fraction(10) ** _DECIMAL_SUFFIXES[suffix]
+    return value * Fraction(10) ** int(suffix[1:])
 
 
 def canonical_quantity(text: str) -> str:
@@ -240,7 +242,7 @@ def canonical_quantity(text: str) -> str:
     mantissa, exponent = mantissa * 10**shift, exponent - shift
     if exponent < -9:
         return text
-    if suffix[:1] in ("e", "E"):  # the API server keeps the letter's case
+    if suffix[:1] in ("e", "E") and suffix not in _DECIMAL_SUFFIXES:  # keeps the letter's case, as upstream
         return f"{mantissa}{suffix[0]}{exponent}" if exponent else str(mantissa)
     if exponent not in _DECIMAL_SUFFIX_OF:
         return f"{mantissa}e{exponent}"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
 from patronus.api.fields import ObjectName, Percent, ProbeInterval, ShortName
 from patronus.api.markers import CEL, model_rules
-from patronus.api.meta import ApiModel, Conditions, Generation, ObjectMeta
+from patronus.api.meta import ApiModel, Conditions, Generation, ObjectMeta, Timestamp
 
 
 class SiteRef(ApiModel):
@@ -83,7 +82,7 @@ class PathStatus(ApiModel):
     report from the agent)."""
     health: PathHealth | None = None
     """The last measurement."""
-    last_checked: datetime | None = None
+    last_checked: Timestamp | None = None
     """When the last probe check finished."""
     conditions: Conditions | None = None
     """Ready and the conditions that explain it."""

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal, get_args
 
 from pydantic import ConfigDict, Field
 
 from patronus.api.fields import Bandwidth, CidrList, Cooldown, ObjectName, Percent, PortRanges
 from patronus.api.markers import CEL, ListType, model_rules
-from patronus.api.meta import ApiModel, Conditions, Generation, ObjectMeta
+from patronus.api.meta import ApiModel, Conditions, Generation, ObjectMeta, Timestamp
 
 QosClass = Literal["realtime", "interactive", "business-critical", "default", "bulk", "scavenger"]
 QOS_CLASSES: tuple[str, ...] = get_args(QosClass)
@@ -148,7 +147,7 @@ class PolicySiteStatus(ApiModel):
     """Bytes steered at that site."""
     failover_count: Annotated[int, Field(ge=0)] = 0
     """Moves between the paths at that site."""
-    last_failover_time: datetime | None = None
+    last_failover_time: Timestamp | None = None
     """When traffic last moved at that site."""
 
 
@@ -167,7 +166,7 @@ class PolicyStatus(ApiModel):
     """Flows the policy has matched, from the data plane's counters."""
     bytes_routed: Annotated[int, Field(ge=0)] | None = None
     """Bytes the policy has steered, from the data plane's counters."""
-    last_failover_time: datetime | None = None
+    last_failover_time: Timestamp | None = None
     """When traffic last moved between the primary and the backup path."""
     failover_count: Annotated[int, Field(ge=0)] | None = None
     """How many times traffic has moved between the primary and the backup path."""

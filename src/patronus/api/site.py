@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field
@@ -24,7 +23,7 @@ from patronus.api.fields import (
     unique,
 )
 from patronus.api.markers import CEL, ListType, model_rules
-from patronus.api.meta import ApiModel, Conditions, Generation, ObjectMeta
+from patronus.api.meta import ApiModel, Conditions, Generation, ObjectMeta, Timestamp
 
 DEFAULT_LISTEN_PORT = 51820
 DEFAULT_UNDERLAY = "default"
@@ -238,7 +237,7 @@ class SitePolicyReport(ApiModel):
     """Bytes this site steered."""
     failover_count: Annotated[int, Field(ge=0)] = 0
     """Moves between the primary and the backup path at this site."""
-    last_failover_time: datetime | None = None
+    last_failover_time: Timestamp | None = None
     """When traffic last moved at this site."""
 
 
@@ -260,7 +259,7 @@ class SiteStatus(ApiModel):
     """The public key peers use, whether given or generated."""
     overlay_address: IPAddress | None = None
     """The site's address inside the WireGuard overlay."""
-    last_heartbeat_time: datetime | None = None
+    last_heartbeat_time: Timestamp | None = None
     """When the site's agent last reported (written by the agent)."""
     agent: AgentReport | None = None
     """The agent's own report: its version and the configuration it runs (written by the agent)."""
