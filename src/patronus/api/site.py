@@ -67,7 +67,9 @@ class WireGuardSpec(ApiModel):
     endpoints: Annotated[
         list[Endpoint], Field(min_length=1, max_length=16), ListType("set"), AfterValidator(unique)
     ]
-    """Addresses (host:port) at which peers reach this site, one per WAN underlay. At least one."""
+    """Addresses (host:port) at which peers reach this site, one per WAN underlay, at least one. The host is
+    an IPv4 address, a DNS name, or an IPv6 address in brackets ([2001:db8::1]:51820); not a loopback,
+    link-local, multicast, broadcast or overlay-pool address."""
     persistent_keepalive: Annotated[int, Field(ge=0, le=65535)] = 25
     """Seconds between keepalives so NAT mappings stay open; 0 turns keepalives off."""
 
@@ -92,7 +94,7 @@ class ResourcesSpec(ApiModel):
     memory: Quantity | None = None
     """Memory request, as a Kubernetes quantity (4Gi). Defaults to DEFAULT_MEMORY_REQUEST."""
     storage: PositiveQuantity | None = None
-    """Size of a persistent volume for the core workload (10Gi); none when left out."""
+    """Size (more than zero) of a persistent volume for the core workload (10Gi); none when left out."""
 
 
 class SiteMeshSpec(ApiModel):
