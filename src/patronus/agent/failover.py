@@ -29,9 +29,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from patronus.agent.probe_stats import CheckResult
+from patronus.api.agentconfig import PolicyConfig
 
 DEFAULT_MARGIN = 5.0
 """Health points by which a bad path must beat another bad path before traffic moves between them."""
@@ -48,15 +48,14 @@ class FailoverPolicy:
     cooldown_seconds: float
 
     @classmethod
-    def from_config(cls, policy: Mapping[str, Any]) -> FailoverPolicy:
-        """From one entry of the agent configuration's ``policies`` (see ``topology.agent_config``)."""
-        action, failover = policy["action"], policy["failover"]
+    def from_config(cls, policy: PolicyConfig) -> FailoverPolicy:
+        """From one entry of the agent configuration's ``policies``."""
         return cls(
-            name=policy["name"],
-            primary=action.get("primaryPath"),
-            backup=action.get("backupPath"),
-            threshold=float(failover["threshold"]),
-            cooldown_seconds=float(failover["cooldownSeconds"]),
+            name=policy.name,
+            primary=policy.action.primary_path,
+            backup=policy.action.backup_path,
+            threshold=policy.failover.threshold,
+            cooldown_seconds=policy.failover.cooldown_seconds,
         )
 
 

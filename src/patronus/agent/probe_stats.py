@@ -11,6 +11,8 @@ A check is ``probesPerCheck`` probes; each either came back with a round-trip ti
 - loss: lost / sent, in percent.
 - health: :func:`patronus.topology.health.health_score`; 0 when nothing came back.
 - state: ``down`` when nothing came back, ``degraded`` when health is below ``degraded_below``, else ``up``.
+  ``unknown`` is never produced here: it is the measurement's word for a path that has never answered
+  (see :mod:`patronus.agent.measure`).
 
 :class:`LossWindow` keeps loss over the last N probes across checks: five probes per check can only say
 0, 20, 40 ... %, while a window of 1000 resolves 0.1 %.
@@ -20,13 +22,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Literal
 
 from patronus.topology.health import health_score
 
-PathState = Literal["up", "degraded", "down"]
+PathState = Literal["up", "degraded", "down", "unknown"]
 
 DEFAULT_DEGRADED_BELOW = 70.0
 """Health under which a path that still answers is ``degraded`` (the seed's default failover threshold)."""
@@ -34,7 +36,8 @@ DEFAULT_DEGRADED_BELOW = 70.0
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The summary of one check. ``latency_ms`` and ``jitter_ms`` are None when they could not be measured."""
+    """The summary of one check. ``latency_ms`` and ``jitter_ms`` are None when they could not be measured;
+    ``rtts_ms`` keeps each probe's round trip (None: lost), in send order, for histograms and loss windows."""
 
     sent: int
     received: int
@@ -43,6 +46,7 @@ class CheckResult:
     loss_pct: float
     health_score: float
     state: PathState
+    rtts_ms: tuple[float | None, ...] = field(default=(), compare=False)
 
     @property
     def is_down(self) -> bool:
@@ -69,13 +73,14 @@ def summarize(
     received = [rtt for rtt in rtts_ms if rtt is not None]
     sent = len(rtts_ms)
     loss_pct = 100.0 * (sent - len(received)) / sent
+    rtts = tuple(rtts_ms)
     if not received:
-        return CheckResult(sent, 0, None, None, loss_pct, 0.0, "down")
+        return CheckResult(sent, 0, None, None, loss_pct, 0.0, "down", rtts)
     latency = sum(received) / len(received)
     jitter = mean_abs_successive_difference(received)
     health = health_score(latency, jitter or 0.0, loss_pct)
     state: PathState = "degraded" if health < degraded_below else "up"
-    return CheckResult(sent, len(received), latency, jitter, loss_pct, health, state)
+    return CheckResult(sent, len(received), latency, jitter, loss_pct, health, state, rtts)
 
 
 class LossWindow:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from patronus.agent import probe_protocol as wire
-from patronus.agent.probe_stats import DEFAULT_DEGRADED_BELOW, CheckResult, LossWindow, summarize
+from patronus.agent.probe_stats import DEFAULT_DEGRADED_BELOW, CheckResult, summarize
 from patronus.runtime.clock import Clock, SystemClock
 from patronus.runtime.logs import get_logger
 
@@ -124,7 +124,6 @@ class PathProber(asyncio.DatagramProtocol):
         clock: Clock | None = None,
         source_host: str | None = None,
         degraded_below: float = DEFAULT_DEGRADED_BELOW,
-        loss_window: int = 1000,
         mark: int | None = None,
     ) -> None:
         """``mark`` sets SO_MARK on the probe socket so policy routing sends the probes down this path's
@@ -144,8 +143,6 @@ class PathProber(asyncio.DatagramProtocol):
         self.source_host = source_host
         self.mark = mark
         self.degraded_below = degraded_below
-        self.loss_window = LossWindow(loss_window)
-        """Loss over the last probes across checks (finer than one check's 100/probes_per_check steps)."""
         self.checks = 0
         self.ignored_replies = 0
         self._on_check = on_check
@@ -195,6 +192,11 @@ class PathProber(asyncio.DatagramProtocol):
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+
+    @property
+    def running(self) -> bool:
+        """The schedule is alive (started, not stopped, and not ended by an unexpected error)."""
+        return self._scheduler is not None and not self._scheduler.done()
 
     async def __aenter__(self) -> PathProber:
         await self.start()
@@ -277,7 +279,6 @@ class PathProber(asyncio.DatagramProtocol):
             # Report in check order; a previous check that failed is not ours to report.
             await asyncio.wait([previous])
         result = summarize(check.rtts_ms, degraded_below=self.degraded_below)
-        self.loss_window.extend(check.rtts_ms)
         self.checks += 1
         try:
             await self._on_check(self.path_id, result)

@@ -221,6 +221,9 @@ class AgentReport(ApiModel):
     """SHA-256 (64 hex digits) of the configuration the data plane runs now."""
     config_error: Annotated[str, Field(max_length=1024)] | None = None
     """Why the newest configuration was refused (the last good one keeps running); empty when applied."""
+    data_plane_error: Annotated[str, Field(max_length=1024)] | None = None
+    """Why the data plane does not fully run the configuration or a failover decision (a command the
+    kernel refused; retried with backoff); empty when it does."""
 
 
 class SitePolicyReport(ApiModel):

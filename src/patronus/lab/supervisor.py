@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import string
@@ -258,12 +259,17 @@ def agent_kubeconfig(admin_kubeconfig: Mapping[str, Any], user: str, token: str)
 
 
 def agent_command(plan: LabPlan, site: str, kubeconfig: Path, python: str = sys.executable) -> list[str]:
-    """The agent in the site's network namespace and a private mount namespace with its own wireguard dir."""
-    inner = (
-        "mkdir -p /var/run/wireguard && mount -t tmpfs tmpfs /var/run/wireguard && "
-        f"exec {python} -m patronus agent run --site {site} --namespace {LAB_NAMESPACE} "
-        f"--kubeconfig {kubeconfig}"
-    )
+    """The agent in the site's network namespace and a private mount namespace with its own wireguard dir,
+    told the names the operator gave its ConfigMap and key Secret (its health and metrics ports are the
+    defaults, inside the site's namespace)."""
+    names = child_names(site)
+    agent = shlex.join(
+        [
+            python, "-m", "patronus", "agent", "run", "--site", site, "--namespace", LAB_NAMESPACE,
+            "--config-map", names.config_map, "--key-secret", names.secret, "--kubeconfig", str(kubeconfig),
+        ]
+    )  # fmt: skip
+    inner = f"mkdir -p /var/run/wireguard && mount -t tmpfs tmpfs /var/run/wireguard && exec {agent}"
     return [
         "ip", "netns", "exec", plan.site(site).namespace,
         "unshare", "--mount", "--propagation", "private", "sh", "-c", inner,

@@ -27,6 +27,7 @@ from patronus.lab import impair, network
 from patronus.lab.impair import Impairment
 from patronus.lab.plan import LabPlan
 from patronus.lab.supervisor import LAB_NAMESPACE, MESH_NAME, LabFiles
+from patronus.operator.children import child_names
 from patronus.topology.mesh import path_name
 from tests.integration.lab import require_root, unique_prefix
 
@@ -63,8 +64,10 @@ class RunningLab:
             self.get("paths.sdwan.patronus.dev", self.path(source, destination, underlay)).get("status") or {}
         )
 
-    def policy_status(self, name: str) -> dict[str, Any]:
-        return dict(self.get("policies.sdwan.patronus.dev", name).get("status") or {})
+    def policy_report(self, site: str, name: str) -> dict[str, Any]:
+        """The enforcing site's agent's report on a policy (its Site's ``status.policies`` entry)."""
+        entries = (self.get("sites.sdwan.patronus.dev", site).get("status") or {}).get("policies") or []
+        return next((dict(e) for e in entries if e.get("name") == name), {})
 
     def agent_pid(self, site: str) -> int:
         for pid in _netns_pids(self.plan.site(site).namespace):
@@ -279,14 +282,14 @@ def test_injected_loss_shows_in_the_reported_loss(running_lab: RunningLab) -> No
 
 
 def _voice_path(lab: RunningLab) -> str:
-    return str((lab.policy_status("voice").get("pathInUse") or {}).get("pathId"))
+    return str(lab.policy_report("a", "voice").get("pathInUse"))
 
 
 def test_cutting_the_primary_fails_over_and_the_cooldown_holds(running_lab: RunningLab) -> None:
     lab = running_lab
     fiber, lte = lab.path("a", "b", "fiber"), lab.path("a", "b", "lte")
     eventually(lambda: _voice_path(lab) == fiber, 30, "voice on fiber")
-    failovers = int(lab.policy_status("voice").get("failoverCount") or 0)
+    failovers = int(lab.policy_report("a", "voice").get("failoverCount") or 0)
 
     cut = time.monotonic()
     impair.set_impairment(lab.plan, "a/fiber", Impairment(down=True))
@@ -327,7 +330,7 @@ def test_cutting_the_primary_fails_over_and_the_cooldown_holds(running_lab: Runn
         assert _voice_path(lab) == lte, "voice returned to fiber before the cooldown"
         time.sleep(0.5)
     eventually(lambda: _voice_path(lab) == fiber, 15, "voice back on fiber after the cooldown")
-    status = lab.policy_status("voice")
+    status = lab.policy_report("a", "voice")
     assert int(status["failoverCount"]) == failovers + 1
     events = lab.kubectl("get", "events", "--field-selector", "involvedObject.name=voice", "-o", "json")
     reasons = {e["reason"] for e in json.loads(events)["items"]}
@@ -338,7 +341,7 @@ def test_a_flapping_primary_fails_over_at_most_once_per_cooldown(running_lab: Ru
     lab = running_lab
     fiber = lab.path("a", "b", "fiber")
     eventually(lambda: _voice_path(lab) == fiber, 30, "voice on fiber")
-    before = int(lab.policy_status("voice").get("failoverCount") or 0)
+    before = int(lab.policy_report("a", "voice").get("failoverCount") or 0)
     stop = threading.Event()
 
     def flap() -> None:
@@ -355,7 +358,7 @@ def test_a_flapping_primary_fails_over_at_most_once_per_cooldown(running_lab: Ru
         stop.set()
         flapper.join(10)
         impair.clear(lab.plan, "a/fiber")
-    failovers = int(lab.policy_status("voice").get("failoverCount") or 0) - before
+    failovers = int(lab.policy_report("a", "voice").get("failoverCount") or 0) - before
     print(f"20 s of a primary flapping every second (cooldown 10 s): {failovers} failovers")
     assert 1 <= failovers <= 2
 
@@ -429,6 +432,10 @@ def test_a_killed_agent_goes_stale_and_a_restarted_one_recovers(running_lab: Run
                 "c",
                 "--namespace",
                 LAB_NAMESPACE,
+                "--config-map",
+                child_names("c").config_map,
+                "--key-secret",
+                child_names("c").secret,
                 "--kubeconfig",
                 str(lab.files.agent_kubeconfig("c")),
             ],

@@ -10,6 +10,7 @@ import pytest
 
 from patronus.agent.failover import Decision, FailoverPolicy, FailoverState, healthiest
 from patronus.agent.probe_stats import CheckResult, PathState
+from patronus.api.agentconfig import PolicyConfig
 
 THRESHOLD = 70.0
 
@@ -210,11 +211,13 @@ def test_without_primary_uses_the_healthiest_path() -> None:
 
 
 def test_policy_from_agent_config() -> None:
-    entry = {
-        "name": "video",
-        "action": {"type": "route", "primaryPath": "fiber", "backupPath": "lte"},
-        "failover": {"threshold": 70, "cooldownSeconds": 30.0},
-    }
+    entry = PolicyConfig.model_validate(
+        {
+            "name": "video",
+            "action": {"type": "route", "primaryPath": "fiber", "backupPath": "lte"},
+            "failover": {"threshold": 70, "cooldownSeconds": 30.0},
+        }
+    )
     assert FailoverPolicy.from_config(entry) == FailoverPolicy("video", "fiber", "lte", 70.0, 30.0)
 
 

@@ -1,0 +1,207 @@
+"""The kernel side of one site: make the data plane match a :class:`~patronus.agent.desired.DataPlanePlan`,
+switch a policy's path, move unmatched traffic, read counters, and tear everything down.
+
+Each operation runs its commands (``ip``, ``wg``, ``nft``, ``tc`` through a
+:class:`~patronus.agent.dataplane.commands.Runner`) in a worker thread, one operation at a time, so the
+event loop keeps probing while the kernel is changed, and a failover never interleaves with an apply.
+
+Applying is idempotent: interfaces and peers are synced incrementally, routes replaced, and the policy
+table and the htb classes are rebuilt only when what they are made of changed (rebuilding the table
+would reset its counters, rebuilding qdiscs their queues), or when the table has gone missing. So the
+agent can apply the same plan again on a timer to repair drift.
+
+:attr:`DataPlane.kernel_paths` is the truth about each policy's path: what the ``policy_path`` map holds
+after the last successful render or switch, never what was only intended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from patronus.agent.dataplane import cleanup, qos
+from patronus.agent.dataplane.commands import CommandError, Runner, run
+from patronus.agent.dataplane.routing import (
+    TABLE_NAME,
+    PathRouting,
+    PolicyCounters,
+    apply_nftables,
+    ensure_path_route,
+    read_counters,
+    route_table_for,
+)
+from patronus.agent.dataplane.wireguard import PeerCounters, WireGuardInterface
+from patronus.agent.desired import REPLY_TABLE, DataPlanePlan, qos_minors, routing_policies
+from patronus.agent.steering import RouteChange
+from patronus.runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+DEFAULT_LINK_RATE_BPS = 10_000_000_000
+"""htb's root rate: effectively unlimited; the policy classes carry the caps."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CounterSample:
+    """The kernel's counters at one moment: per policy (nft) and per WireGuard peer (interface, key)."""
+
+    policies: Mapping[str, PolicyCounters] = field(default_factory=dict)
+    peers: Mapping[tuple[str, str], PeerCounters] = field(default_factory=dict)
+
+
+class DataPlane:
+    """Applies plans and single changes to the kernel; see the module docstring."""
+
+    def __init__(self, *, runner: Runner = run, netns: str | None = None) -> None:
+        self.netns = netns
+        self._run = runner
+        self._lock = asyncio.Lock()
+        self.routing = PathRouting(netns, runner=runner)
+        self.interfaces: dict[str, WireGuardInterface] = {}
+        self.kernel_paths: dict[str, str | None] = {}
+        self.plan: DataPlanePlan | None = None
+        """The last plan applied in full."""
+        self._main_routes: set[str] = set()
+        self._routing_inputs: Any = None
+        self._qos_applied: dict[str, list[qos.QosEntry]] = {}
+
+    async def _locked(self, work: Callable[[], T]) -> T:
+        async with self._lock:
+            return await asyncio.to_thread(work)
+
+    # -- operations ---------------------------------------------------------------------------------
+
+    async def apply(
+        self,
+        plan: DataPlanePlan,
+        private_key: str,
+        paths: Mapping[str, str | None],
+        unmatched: Mapping[str, str] | None = None,
+    ) -> None:
+        """Converge on ``plan``, each policy on ``paths[policy]``, unmatched traffic to a prefix through
+        ``unmatched[prefix]`` (an interface; default the primary). Raises CommandError on the first failure
+        (what was done stays done; applying again continues from there)."""
+        await self._locked(lambda: self._apply(plan, private_key, paths, unmatched or {}))
+
+    async def switch(self, policy: str, path: str) -> None:
+        """Point ``policy`` at ``path`` (one atomic nft map update); CommandError or KeyError if not."""
+        await self._locked(lambda: self._switch(policy, path))
+
+    async def route_unmatched(self, change: RouteChange) -> None:
+        """Send the destination's unmatched traffic through ``change.interface``."""
+        await self._locked(lambda: self._route(change))
+
+    async def counters(self) -> CounterSample:
+        """Per-policy and per-peer counters; a part that cannot be read is left out."""
+        return await self._locked(self._counters)
+
+    async def teardown(self, extra_interfaces: Iterable[str] = ()) -> None:
+        """Remove our interfaces (also ``extra_interfaces``: ones a previous run left), rules, tables and
+        qdiscs. Safe on a half-built or already clean state."""
+        names = sorted(set(self.interfaces) | set(extra_interfaces))
+        await self._locked(lambda: self._teardown(names))
+
+    # -- the work, in a worker thread -----------------------------------------------------------------
+
+    def _apply(
+        self,
+        plan: DataPlanePlan,
+        private_key: str,
+        paths: Mapping[str, str | None],
+        unmatched: Mapping[str, str],
+    ) -> None:
+        for iface in plan.interfaces:
+            wg = self.interfaces.get(iface.name)
+            if wg is None:
+                wg = WireGuardInterface(
+                    iface.name,
+                    listen_port=iface.listen_port,
+                    private_key=private_key,
+                    netns=self.netns,
+                    runner=self._run,
+                )
+                self.interfaces[iface.name] = wg
+            wg.listen_port, wg.address = iface.listen_port, f"{plan.overlay}/32"
+            wg.ensure()
+            wg.sync_peers(iface.peers)
+            if iface.destinations:
+                table = route_table_for(iface.mark)
+                ensure_path_route(
+                    iface.underlay, iface.mark, table, iface.name, iface.destinations,
+                    netns=self.netns, runner=self._run,
+                )  # fmt: skip
+        for gone in sorted(set(self.interfaces) - set(plan.interface_names)):
+            self.interfaces.pop(gone).remove()
+        self._set_main_routes(plan, unmatched)
+        apply_nftables(plan.reply_script, self.netns, self._run)
+        self._apply_policies(plan, paths)
+        self.plan = plan
+
+    def _set_main_routes(self, plan: DataPlanePlan, unmatched: Mapping[str, str]) -> None:
+        """Unmarked traffic to any peer goes through the primary underlay's tunnel, or where the steering
+        moved it."""
+        wanted = set(plan.main_routes)
+        primary = plan.primary_interface
+        if primary is not None:
+            for cidr in sorted(wanted):
+                device = unmatched.get(cidr, primary)
+                self._run(["ip", "route", "replace", cidr, "dev", device], netns=self.netns)
+        for cidr in sorted(self._main_routes - wanted):
+            self._run(["ip", "route", "del", cidr], netns=self.netns, check=False)
+        self._main_routes = wanted
+
+    def _table_present(self) -> bool:
+        listed = self._run(["nft", "list", "tables"], netns=self.netns, check=False)
+        return f"table inet {TABLE_NAME}" in listed.stdout.splitlines()
+
+    def _apply_policies(self, plan: DataPlanePlan, paths: Mapping[str, str | None]) -> None:
+        minors = qos_minors(plan)
+        inputs = (plan.policies, dict(plan.path_marks), minors)
+        if inputs != self._routing_inputs or not self._table_present():
+            policies = routing_policies(plan, paths)
+            self.routing.apply(policies, plan.path_marks, priorities=minors)
+            self._routing_inputs = inputs
+            self.kernel_paths = {p.name: p.path for p in policies}
+        classes = sorted(plan.shaped)
+        for name in plan.interface_names:
+            # Only when the classes change: htb refuses a `replace` of its root with new parameters, and
+            # rebuilding queues on every unrelated configuration change would reset them for nothing.
+            if self._qos_applied.get(name) == classes:
+                continue
+            qos.clear(name, self.netns, self._run)
+            if classes:
+                qos.apply_htb(name, classes, DEFAULT_LINK_RATE_BPS, self.netns, self._run)
+            self._qos_applied[name] = classes
+
+    def _switch(self, policy: str, path: str) -> None:
+        self.routing.switch(policy, path)
+        self.kernel_paths[policy] = path
+
+    def _route(self, change: RouteChange) -> None:
+        for cidr in change.cidrs:
+            self._run(["ip", "route", "replace", cidr, "dev", change.interface], netns=self.netns)
+
+    def _counters(self) -> CounterSample:
+        policies = read_counters(self.netns, runner=self._run)
+        peers: dict[tuple[str, str], PeerCounters] = {}
+        for name, wg in self.interfaces.items():
+            try:
+                for key, counters in wg.counters().items():
+                    peers[(name, key)] = counters
+            except (CommandError, ValueError) as error:
+                log.debug("could not read a tunnel's counters", interface=name, error=str(error))
+        return CounterSample(policies, peers)
+
+    def _teardown(self, names: list[str]) -> None:
+        cleanup.teardown(self.netns, names, runner=self._run)
+        self._run(["nft", "delete", "table", "inet", REPLY_TABLE], netns=self.netns, check=False)
+        self.interfaces.clear()
+        self.kernel_paths.clear()
+        self._main_routes.clear()
+        self._routing_inputs = None
+        self._qos_applied.clear()
+        self.plan = None

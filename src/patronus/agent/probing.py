@@ -1,0 +1,86 @@
+"""The probes of one site: a :class:`~patronus.agent.prober.PathProber` per configured Path, and the
+responder that answers the peers' probes.
+
+The responder listens on the site's overlay address only (the address of its tunnels), never on the
+underlays or the LAN. Probers are changed only where their spec changed, so a configuration change
+elsewhere does not restart a path's measurements; a prober whose schedule died is started again at the
+next :meth:`ProbeSet.sync`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from patronus.agent.desired import ProberSpec
+from patronus.agent.prober import OnCheck, PathProber, ProbeResponder
+from patronus.runtime.clock import Clock
+from patronus.runtime.logs import get_logger
+
+log = get_logger(__name__)
+
+PROBE_PORT = 51900
+
+
+class ProbeSet:
+    """Keeps one prober per wanted path, and the responder bound to the overlay address."""
+
+    def __init__(self, *, port: int, clock: Clock, on_check: OnCheck) -> None:
+        self.port = port
+        self._clock = clock
+        self._on_check = on_check
+        self._probers: dict[str, tuple[ProberSpec, PathProber]] = {}
+        self._responder: ProbeResponder | None = None
+        self._source: str | None = None
+
+    @property
+    def paths(self) -> list[str]:
+        return list(self._probers)
+
+    def alive(self) -> bool:
+        """Every prober's schedule is running."""
+        return all(prober.running for _, prober in self._probers.values())
+
+    async def sync(self, wanted: Mapping[str, ProberSpec], source: str) -> None:
+        """Probe exactly ``wanted`` from ``source`` (the overlay address), answering probes there too."""
+        await self._sync_responder(source)
+        for name in list(self._probers):
+            spec, prober = self._probers[name]
+            if wanted.get(name) != spec or source != self._source or not prober.running:
+                await prober.stop()
+                del self._probers[name]
+        self._source = source
+        for name, spec in wanted.items():
+            if name in self._probers:
+                continue
+            prober = PathProber(
+                name,
+                spec.target,
+                self.port,
+                interval=spec.interval,
+                probes_per_check=spec.probes,
+                on_check=self._on_check,
+                clock=self._clock,
+                source_host=source,
+                mark=spec.mark,
+            )
+            await prober.start()
+            self._probers[name] = (spec, prober)
+
+    async def _sync_responder(self, host: str) -> None:
+        if self._responder is not None and self._responder.bind_host == host:
+            return
+        if self._responder is not None:
+            self._responder.stop()
+            self._responder = None
+        responder = ProbeResponder(host, self.port)
+        await responder.start()
+        self._responder = responder
+        log.info("answering probes", host=host, port=self.port)
+
+    async def stop(self) -> None:
+        for _, prober in self._probers.values():
+            await prober.stop()
+        self._probers.clear()
+        if self._responder is not None:
+            self._responder.stop()
+            self._responder = None

@@ -1,0 +1,104 @@
+"""What the agent writes: a path's status per check, and its Site's report (heartbeat, agent, policies)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from patronus.agent.dataplane.routing import PolicyCounters
+from patronus.agent.probe_stats import CheckResult, summarize
+from patronus.agent.report_queue import ReportQueue
+from patronus.agent.reporting import (
+    SiteReporter,
+    agent_report,
+    path_status,
+    policy_reports,
+    site_status,
+)
+from patronus.agent.switcher import PolicyRecord
+from patronus.api.site import SiteStatus
+from patronus.kube.fake import FakeKube
+from patronus.kube.resource import SITE
+from patronus.runtime.clock import FakeClock
+from tests.unit.agent.fakes import LTE
+
+WHEN = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+
+
+def test_path_status_of_a_check() -> None:
+    status = path_status(summarize([10.0, 12.0, 11.0]), WHEN)
+    assert status == {
+        "state": "up",
+        "health": {"packetLossPct": 0.0, "healthScore": status["health"]["healthScore"], "latencyMs": 11.0,
+                   "jitterMs": 1.5},
+        "lastChecked": "2026-01-02T03:04:05.678Z",
+    }  # fmt: skip
+
+
+def test_a_down_path_has_no_latency_and_an_unknown_one_no_measurement() -> None:
+    down = path_status(summarize([None, None]), WHEN)
+    assert down["state"] == "down"
+    assert "latencyMs" not in down["health"]
+    unknown = path_status(CheckResult(5, 0, None, None, 0.0, 0.0, "unknown"), WHEN)
+    assert unknown == {"state": "unknown", "lastChecked": "2026-01-02T03:04:05.678Z"}
+
+
+def test_the_site_report_says_what_the_kernel_does() -> None:
+    entries = policy_reports(
+        ["voice", "bulk"],
+        {"voice": LTE, "bulk": None},
+        {"voice": PolicyRecord(2, WHEN)},
+        {"voice": PolicyCounters(10, 1500, 3)},
+    )
+    agent = agent_report(
+        version="0.1.0", config_digest="ab" * 32, config_error=None, data_plane_error="x" * 5000
+    )
+    status = site_status(WHEN, agent, entries)
+    assert status["lastHeartbeatTime"] == "2026-01-02T03:04:05.678Z"
+    assert status["agent"]["configDigest"] == "ab" * 32
+    assert "configError" not in status["agent"]  # released, so a fixed error disappears
+    assert len(status["agent"]["dataPlaneError"]) == 1024
+    assert status["policies"] == [
+        {"name": "bulk", "active": True, "matchedFlows": 0, "bytesRouted": 0, "failoverCount": 0},
+        {"name": "voice", "active": True, "pathInUse": LTE, "matchedFlows": 3, "bytesRouted": 1500,
+         "failoverCount": 2, "lastFailoverTime": "2026-01-02T03:04:05.678000Z"},
+    ]  # fmt: skip
+    SiteStatus.model_validate(status)  # the CRD's own model accepts it
+
+
+def test_a_policy_not_installed_is_not_active() -> None:
+    (entry,) = policy_reports(["voice"], {}, {}, {})
+    assert (entry.active, entry.path_in_use) == (False, None)
+
+
+async def test_the_site_reporter_reports_on_a_timer_and_when_kicked() -> None:
+    clock = FakeClock()
+    kube = FakeKube()
+    kube.seed({"apiVersion": SITE.api_version, "kind": "Site", "metadata": {"name": "a", "namespace": "ns"},
+               "spec": {}})  # fmt: skip
+    queue = ReportQueue(kube, clock=clock)
+    builds = 0
+
+    def build() -> dict[str, object]:
+        nonlocal builds
+        builds += 1
+        return {"lastHeartbeatTime": f"2026-01-01T00:00:{builds:02d}.000Z"}
+
+    reporter = SiteReporter(queue, namespace="ns", site="a", clock=clock, build=build, interval=10.0)
+    tasks = [asyncio.create_task(reporter.run()), asyncio.create_task(queue.run())]
+    await clock.settle()
+    assert builds == 1
+    clock.advance(9.0)
+    await clock.settle()
+    assert builds == 1
+    reporter.kick()
+    await clock.settle()
+    assert builds == 2
+    clock.advance(10.0)
+    await clock.settle()
+    assert builds == 3
+    site = kube.object(SITE, "ns", "a") or {}
+    assert site["status"]["lastHeartbeatTime"] == "2026-01-01T00:00:03.000Z"
+    assert all(r.kind != "policies" for r in kube.requests)  # the agent never writes a Policy
+    for task in tasks:
+        task.cancel()
