@@ -9,8 +9,9 @@ venv="${VENV:-$here/.venv}"
 python="${PYTHON:-python3.11}"
 command -v "$python" >/dev/null || python=python3
 
-# Debian packages: the data plane (WireGuard userspace, nftables, iproute2) and the browser for UI tests.
-packages=(wireguard-go wireguard-tools nftables iproute2 procps)
+# Debian packages: the data plane (WireGuard userspace, nftables, iproute2), and Prometheus for promtool
+# (the exporters' output is checked with `promtool check metrics`).
+packages=(wireguard-go wireguard-tools nftables iproute2 procps prometheus)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
