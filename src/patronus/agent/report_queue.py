@@ -151,6 +151,8 @@ class ReportQueue:
         except Exception as error:  # unreachable, timed out, connection broken: the API comes back later
             return self._retry_later(report, repr(error) if not str(error) else str(error))
         self.stats.written += 1
+        if self.last_error is not None:
+            log.info("reports are written again", backlog=self.backlog)
         self.last_error = None
         self._backoff.reset()
         return 0.0

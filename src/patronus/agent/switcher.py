@@ -16,6 +16,7 @@ Paths set by applying a whole configuration are the kernel's too, but are not fa
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -85,6 +86,7 @@ class PolicySwitcher:
         """Policy -> why its last switch failed; empty while the kernel follows every decision."""
         self._reasons: dict[str, str] = {}
         self._retry: dict[str, _Retry] = {}
+        self._lock = asyncio.Lock()
 
     def note(self, decisions: tuple[Decision, ...]) -> None:
         """Remember why the steering moved each policy (for the Event and the log)."""
@@ -102,7 +104,14 @@ class PolicySwitcher:
         return "; ".join(f"policy {name}: {error}" for name, error in sorted(self.errors.items()))
 
     async def converge(self) -> None:
-        """Try every switch that is due; never raises for a switch the kernel refused."""
+        """Try every switch that is due; never raises for a switch the kernel refused.
+
+        One at a time: checks of different paths end concurrently, and two of them must not both see the
+        kernel behind and switch (and count) the same move twice."""
+        async with self._lock:
+            await self._converge()
+
+    async def _converge(self) -> None:
         if self._dataplane.plan is None:
             return  # nothing installed yet: the first apply renders every policy on its wanted path
         kernel = self._dataplane.kernel_paths

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from patronus.agent.applier import DataPlane
 from patronus.agent.desired import plan_dataplane
 from patronus.agent.probe_stats import CheckResult
@@ -119,3 +121,14 @@ async def test_failback_is_recorded_as_such_and_not_counted() -> None:
     assert world.dataplane.kernel_paths == {"voice": FIBER}
     assert [s.is_failback for s in world.switched] == [False, True]
     assert world.switcher.record("voice").failover_count == 1
+
+
+async def test_concurrent_checks_switch_and_count_a_move_once() -> None:
+    world = World()
+    await world.start()
+    await world.check(LTE, GOOD)
+    world.switcher.note(world.steering.observe(FIBER, DOWN, world.clock.monotonic()).decisions)
+    await asyncio.gather(world.switcher.converge(), world.switcher.converge())  # two checks end together
+    assert len(world.kernel.switches()) == 1
+    assert world.switcher.record("voice").failover_count == 1
+    assert len(world.switched) == 1
