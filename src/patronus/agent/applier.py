@@ -2,8 +2,10 @@
 switch a policy's path, move unmatched traffic, read counters, and tear everything down.
 
 Each operation runs its commands (``ip``, ``wg``, ``nft``, ``tc`` through a
-:class:`~patronus.agent.dataplane.commands.Runner`) in a worker thread, one operation at a time, so the
-event loop keeps probing while the kernel is changed, and a failover never interleaves with an apply.
+:class:`~patronus.agent.dataplane.commands.Runner`) in a worker thread, so the event loop keeps probing
+while the kernel is changed. Applies run one at a time; a failover waits only for what it touches (the
+policy table while it is rendered, the main routes while they are set), never for a whole apply, so a
+periodic resync cannot hold up a failover. Reading counters waits for nothing.
 
 Applying is idempotent: interfaces and peers are synced incrementally, routes replaced, and the policy
 table and the htb classes are rebuilt only when what they are made of changed (rebuilding the table
@@ -17,6 +19,7 @@ after the last successful render or switch, never what was only intended.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -59,7 +62,9 @@ class DataPlane:
     def __init__(self, *, runner: Runner = run, netns: str | None = None) -> None:
         self.netns = netns
         self._run = runner
-        self._lock = asyncio.Lock()
+        self._apply_lock = asyncio.Lock()
+        self._table_lock = threading.Lock()  # the nft policy table: full renders and switches
+        self._routes_lock = threading.Lock()  # the main-table routes of unmatched traffic
         self.routing = PathRouting(netns, runner=runner)
         self.interfaces: dict[str, WireGuardInterface] = {}
         self.kernel_paths: dict[str, str | None] = {}
@@ -69,8 +74,8 @@ class DataPlane:
         self._routing_inputs: Any = None
         self._qos_applied: dict[str, list[qos.QosEntry]] = {}
 
-    async def _locked(self, work: Callable[[], T]) -> T:
-        async with self._lock:
+    async def _serialized(self, work: Callable[[], T]) -> T:
+        async with self._apply_lock:
             return await asyncio.to_thread(work)
 
     # -- operations ---------------------------------------------------------------------------------
@@ -85,25 +90,29 @@ class DataPlane:
         """Converge on ``plan``, each policy on ``paths[policy]``, unmatched traffic to a prefix through
         ``unmatched[prefix]`` (an interface; default the primary). Raises CommandError on the first failure
         (what was done stays done; applying again continues from there)."""
-        await self._locked(lambda: self._apply(plan, private_key, paths, unmatched or {}))
+        await self._serialized(lambda: self._apply(plan, private_key, paths, unmatched or {}))
 
     async def switch(self, policy: str, path: str) -> None:
         """Point ``policy`` at ``path`` (one atomic nft map update); CommandError or KeyError if not."""
-        await self._locked(lambda: self._switch(policy, path))
+        await asyncio.to_thread(self._switch, policy, path)
 
     async def route_unmatched(self, change: RouteChange) -> None:
         """Send the destination's unmatched traffic through ``change.interface``."""
-        await self._locked(lambda: self._route(change))
+        await asyncio.to_thread(self._route, change)
+
+    async def set_main_routes(self, plan: DataPlanePlan, unmatched: Mapping[str, str]) -> None:
+        """Set the main-table routes of ``plan`` again, with ``unmatched`` moves."""
+        await asyncio.to_thread(self._set_main_routes, plan, unmatched)
 
     async def counters(self) -> CounterSample:
         """Per-policy and per-peer counters; a part that cannot be read is left out."""
-        return await self._locked(self._counters)
+        return await asyncio.to_thread(self._counters)
 
     async def teardown(self, extra_interfaces: Iterable[str] = ()) -> None:
         """Remove our interfaces (also ``extra_interfaces``: ones a previous run left), rules, tables and
         qdiscs. Safe on a half-built or already clean state."""
         names = sorted(set(self.interfaces) | set(extra_interfaces))
-        await self._locked(lambda: self._teardown(names))
+        await self._serialized(lambda: self._teardown(names))
 
     # -- the work, in a worker thread -----------------------------------------------------------------
 
@@ -146,13 +155,14 @@ class DataPlane:
         moved it."""
         wanted = set(plan.main_routes)
         primary = plan.primary_interface
-        if primary is not None:
-            for cidr in sorted(wanted):
-                device = unmatched.get(cidr, primary)
-                self._run(["ip", "route", "replace", cidr, "dev", device], netns=self.netns)
-        for cidr in sorted(self._main_routes - wanted):
-            self._run(["ip", "route", "del", cidr], netns=self.netns, check=False)
-        self._main_routes = wanted
+        with self._routes_lock:
+            if primary is not None:
+                for cidr in sorted(wanted):
+                    device = unmatched.get(cidr, primary)
+                    self._run(["ip", "route", "replace", cidr, "dev", device], netns=self.netns)
+            for cidr in sorted(self._main_routes - wanted):
+                self._run(["ip", "route", "del", cidr], netns=self.netns, check=False)
+            self._main_routes = wanted
 
     def _table_present(self) -> bool:
         listed = self._run(["nft", "list", "tables"], netns=self.netns, check=False)
@@ -161,11 +171,12 @@ class DataPlane:
     def _apply_policies(self, plan: DataPlanePlan, paths: Mapping[str, str | None]) -> None:
         minors = qos_minors(plan)
         inputs = (plan.policies, dict(plan.path_marks), minors)
-        if inputs != self._routing_inputs or not self._table_present():
-            policies = routing_policies(plan, paths)
-            self.routing.apply(policies, plan.path_marks, priorities=minors)
-            self._routing_inputs = inputs
-            self.kernel_paths = {p.name: p.path for p in policies}
+        with self._table_lock:
+            if inputs != self._routing_inputs or not self._table_present():
+                policies = routing_policies(plan, paths)
+                self.routing.apply(policies, plan.path_marks, priorities=minors)
+                self._routing_inputs = inputs
+                self.kernel_paths = {p.name: p.path for p in policies}
         classes = sorted(plan.shaped)
         for name in plan.interface_names:
             # Only when the classes change: htb refuses a `replace` of its root with new parameters, and
@@ -178,17 +189,19 @@ class DataPlane:
             self._qos_applied[name] = classes
 
     def _switch(self, policy: str, path: str) -> None:
-        self.routing.switch(policy, path)
-        self.kernel_paths[policy] = path
+        with self._table_lock:
+            self.routing.switch(policy, path)
+            self.kernel_paths[policy] = path
 
     def _route(self, change: RouteChange) -> None:
-        for cidr in change.cidrs:
-            self._run(["ip", "route", "replace", cidr, "dev", change.interface], netns=self.netns)
+        with self._routes_lock:
+            for cidr in change.cidrs:
+                self._run(["ip", "route", "replace", cidr, "dev", change.interface], netns=self.netns)
 
     def _counters(self) -> CounterSample:
         policies = read_counters(self.netns, runner=self._run)
         peers: dict[tuple[str, str], PeerCounters] = {}
-        for name, wg in self.interfaces.items():
+        for name, wg in list(self.interfaces.items()):  # an apply may change the dict meanwhile
             try:
                 for key, counters in wg.counters().items():
                     peers[(name, key)] = counters
@@ -197,11 +210,12 @@ class DataPlane:
         return CounterSample(policies, peers)
 
     def _teardown(self, names: list[str]) -> None:
-        cleanup.teardown(self.netns, names, runner=self._run)
-        self._run(["nft", "delete", "table", "inet", REPLY_TABLE], netns=self.netns, check=False)
-        self.interfaces.clear()
-        self.kernel_paths.clear()
-        self._main_routes.clear()
-        self._routing_inputs = None
-        self._qos_applied.clear()
-        self.plan = None
+        with self._table_lock, self._routes_lock:
+            cleanup.teardown(self.netns, names, runner=self._run)
+            self._run(["nft", "delete", "table", "inet", REPLY_TABLE], netns=self.netns, check=False)
+            self.interfaces.clear()
+            self.kernel_paths.clear()
+            self._main_routes.clear()
+            self._routing_inputs = None
+            self._qos_applied.clear()
+            self.plan = None

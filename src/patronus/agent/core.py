@@ -141,9 +141,10 @@ class AgentCore:
             plan = plan_dataplane(target.config)
             if fresh:
                 self.steering.configure(target.config)
-            await self.dataplane.apply(
-                plan, key, self.steering.wanted_paths(), self.steering.unmatched_routes()
-            )
+            unmatched = self.steering.unmatched_routes()
+            await self.dataplane.apply(plan, key, self.steering.wanted_paths(), unmatched)
+            if self.steering.unmatched_routes() != unmatched:  # moved while the apply ran: set them again
+                await self.dataplane.set_main_routes(plan, self.steering.unmatched_routes())
             await self.probes.sync(plan.probers, plan.overlay)
         except APPLY_ERRORS as error:
             self.apply_error = f"configuration {target.digest[:12]}: {error}"
@@ -155,6 +156,7 @@ class AgentCore:
         self.latest = {name: result for name, result in self.latest.items() if name in plan.probers}
         self.applied, self.applied_at, self.apply_error = target, self._clock.now().timestamp(), None
         self.metrics.config_applies.labels(self.identity.site, "success").inc()
+        await self.switcher.converge()  # a decision taken while the apply ran
         if fresh:
             log.info(
                 "configuration applied",
