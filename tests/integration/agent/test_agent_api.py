@@ -42,10 +42,9 @@ from patronus.kube.timestamps import parse_time
 from patronus.lab.forwarder import LISTEN_PORT, Forwarder
 from patronus.lab.network import netns_socket
 from patronus.wireguard.keys import generate_private_key, public_key_for
+from tests.support.waiting import eventually_sync
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="needs root: network namespaces, veth pairs, TUN devices, nftables"
-)
+pytestmark = pytest.mark.root
 
 UNDERLAYS = {"fiber": ("192.168.81", 51820), "lte": ("192.168.82", 51821)}
 OVERLAY = {"a": "100.96.0.1", "b": "100.96.0.2"}
@@ -58,15 +57,16 @@ def sh(*args: str, check: bool = True) -> str:
 
 
 def eventually(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            last = check()
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    """``eventually_sync``, with a failing read (the API server restarting, a field not there yet) counted
+    as not yet."""
+
+    def attempt() -> Any:
+        try:
+            return check()
+        except (KeyError, TypeError, ValueError, subprocess.SubprocessError, OSError):
+            return None
+
+    return eventually_sync(attempt, timeout=timeout, what=what, interval=interval)
 
 
 @dataclass

@@ -4,8 +4,7 @@ reports catching up, a refused configuration, and the Site's deletion."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ from patronus.kube.errors import KubeConnectionError
 from patronus.kube.fake import FakeKube
 from patronus.kube.resource import CONFIG_MAP, EVENT, POLICY, SITE
 from patronus.runtime.clock import FakeClock
+from tests.support.waiting import eventually
 from tests.unit.agent.fakes import FIBER, LTE, FakeKernel, config, secret
 
 CONFIG_MAP_NAME = "branch-a-3477a64153-agent"
@@ -33,16 +33,6 @@ def config_text(**changes: Any) -> str:
 def config_map(text: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": CONFIG_MAP_NAME, "namespace": "ns"},
             "data": {"config.json": text}}  # fmt: skip
-
-
-async def eventually(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass
@@ -83,7 +73,7 @@ async def running() -> AsyncIterator[Running]:
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop))
     world = Running(agent, kube, kernel, clock, stop, task)
-    await eventually(lambda: world.voice().get("pathInUse") == FIBER, "the first report")
+    await eventually(lambda: world.voice().get("pathInUse") == FIBER, what="the first report")
     yield world
     stop.set()
     await asyncio.wait_for(task, 10)
@@ -114,10 +104,10 @@ async def test_failover_does_not_wait_for_the_api_and_the_report_catches_up(runn
     for _ in range(12):  # reports back off 0.5, 1, 2, 4 s (jittered), Events 2, 4, 6, 8 s: both retry
         running.clock.advance(2.0)
         await asyncio.sleep(0.05)
-    await eventually(lambda: running.voice().get("pathInUse") == LTE, "the report to catch up")
+    await eventually(lambda: running.voice().get("pathInUse") == LTE, what="the report to catch up")
     assert running.voice()["failoverCount"] == 1
     assert running.voice()["lastFailoverTime"]
-    await eventually(lambda: running.events("PolicyFailover"), "the failover Event")
+    await eventually(lambda: running.events("PolicyFailover"), what="the failover Event")
 
 
 async def test_a_refused_switch_is_reported_and_retried(running: Running) -> None:
@@ -126,25 +116,29 @@ async def test_a_refused_switch_is_reported_and_retried(running: Running) -> Non
     await core.on_check(FIBER, GOOD)
     await core.on_check(LTE, GOOD)
     await core.on_check(FIBER, DOWN)
-    await eventually(lambda: "dataPlaneError" in running.site_status().get("agent", {}), "the error report")
+    await eventually(
+        lambda: "dataPlaneError" in running.site_status().get("agent", {}), what="the error report"
+    )
     assert running.voice()["pathInUse"] == FIBER
     assert running.voice()["failoverCount"] == 0
     assert "No buffer space" in running.site_status()["agent"]["dataPlaneError"]
     running.kernel.fail_switch = False
     running.clock.advance(1.0)
     await core.on_check(FIBER, DOWN)
-    await eventually(lambda: running.voice().get("pathInUse") == LTE, "the retried switch")
-    await eventually(lambda: "dataPlaneError" not in running.site_status()["agent"], "the error to clear")
+    await eventually(lambda: running.voice().get("pathInUse") == LTE, what="the retried switch")
+    await eventually(
+        lambda: "dataPlaneError" not in running.site_status()["agent"], what="the error to clear"
+    )
 
 
 async def test_a_refused_configuration_keeps_the_data_plane_and_says_why(running: Running) -> None:
     before = len(running.kernel.calls)
     digest = running.site_status()["agent"]["configDigest"]
     await running.kube.apply(config_map(config_text(schemaVersion=9)), force=True)
-    await eventually(lambda: running.site_status()["agent"].get("configError"), "the configError")
+    await eventually(lambda: running.site_status()["agent"].get("configError"), what="the configError")
     assert "schemaVersion 9" in running.site_status()["agent"]["configError"]
     assert running.site_status()["agent"]["configDigest"] == digest
-    (event,) = await eventually(lambda: running.events("ConfigRefused"), "the Warning Event")
+    (event,) = await eventually(lambda: running.events("ConfigRefused"), what="the Warning Event")
     assert (event["type"], event["involvedObject"]["kind"], event["involvedObject"]["name"]) == (
         "Warning",
         "Site",
@@ -157,7 +151,7 @@ async def test_a_refused_configuration_keeps_the_data_plane_and_says_why(running
     ]
 
     await running.kube.apply(config_map(config_text()), force=True)
-    await eventually(lambda: "configError" not in running.site_status()["agent"], "the error to clear")
+    await eventually(lambda: "configError" not in running.site_status()["agent"], what="the error to clear")
 
 
 async def test_a_changed_configuration_is_applied_live(running: Running) -> None:
@@ -166,7 +160,7 @@ async def test_a_changed_configuration_is_applied_live(running: Running) -> None
     raw["paths"] = raw["paths"][:1]
     raw["policies"][0]["action"] = {"primaryPath": FIBER}
     await running.kube.apply(config_map(orjson.dumps(raw).decode()), force=True)
-    await eventually(lambda: set(running.kernel.links) == {"wg-fiber"}, "wg-lte to go")
+    await eventually(lambda: set(running.kernel.links) == {"wg-fiber"}, what="wg-lte to go")
     assert not running.task.done()
 
 

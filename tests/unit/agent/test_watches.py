@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -14,6 +14,7 @@ from patronus.agent.sitewatch import SiteWatch
 from patronus.kube.fake import FakeKube
 from patronus.kube.resource import CONFIG_MAP, SITE
 from patronus.runtime.clock import FakeClock
+from tests.support.waiting import eventually
 from tests.unit.agent.fakes import config
 
 
@@ -36,14 +37,6 @@ def site(name: str = "a") -> dict[str, Any]:
 
 
 GOOD = config().to_json()
-
-
-async def eventually(check: Callable[[], object], rounds: int = 200) -> None:
-    for _ in range(rounds):
-        if check():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never held")
 
 
 @pytest.fixture
@@ -97,25 +90,25 @@ async def test_the_named_config_map_is_watched_and_a_bad_text_refused(
 ) -> None:
     watcher, seen = source
     kube.seed(config_map(GOOD), config_map("{}", name="a-agent"))  # the recomputed name is not ours
-    await eventually(lambda: seen.accepted)
+    await eventually(lambda: seen.accepted, timeout=5)
     assert watcher.accepted is not None
     assert watcher.accepted.config.site == "a"
 
     await kube.apply(config_map(GOOD.replace('"schemaVersion":2', '"schemaVersion":9')), force=True)
-    await eventually(lambda: seen.refused)
+    await eventually(lambda: seen.refused, timeout=5)
     assert "schemaVersion 9" in seen.refused[0].error
     assert watcher.accepted is seen.accepted[0]  # the last good one stays
     assert watcher.refused is seen.refused[0]
 
     await kube.apply(config_map(GOOD), force=True)  # fixed: accepted again
-    await eventually(lambda: len(seen.accepted) == 2)
+    await eventually(lambda: len(seen.accepted) == 2, timeout=5)
     assert watcher.refused is None
 
 
 async def test_the_same_text_is_not_offered_twice(kube: FakeKube, source: tuple[ConfigSource, Seen]) -> None:
     _, seen = source
     kube.seed(config_map(GOOD))
-    await eventually(lambda: seen.accepted)
+    await eventually(lambda: seen.accepted, timeout=5)
     stored = kube.object(CONFIG_MAP, "ns", "branch-nyc-3477a64153-agent")
     assert stored is not None
     stored["metadata"]["labels"] = {"touched": "yes"}  # a metadata-only change
@@ -140,7 +133,7 @@ async def test_a_missing_site_is_gone_at_the_first_list(kube: FakeKube) -> None:
 async def test_a_deleted_site_is_gone_and_an_existing_one_is_not(kube: FakeKube) -> None:
     kube.seed(site("a"), site("b"))
     watch, task = await watch_site(kube)
-    await eventually(lambda: watch.object is not None)
+    await eventually(lambda: watch.object is not None, timeout=5)
     await kube.delete(SITE, "ns", "b")
     for _ in range(50):
         await asyncio.sleep(0)
