@@ -279,6 +279,9 @@ def pair(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) 
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(5)
+        for site in result.agents:  # shown by pytest when a test failed
+            lines = (result.workdir / f"agent-{site}.log").read_text(errors="replace").splitlines()
+            print(f"--- agent {site}, last lines:", *lines[-40:], sep="\n")
         if forwarder is not None:
             forwarder.close()
         for site in ("a", "b"):
@@ -351,10 +354,13 @@ def test_the_wan_keeps_working_while_the_api_server_is_away(pair: Pair, control_
     failed_over_at = parse_time(record["lastFailoverTime"])
     assert failed_over_at is not None
     assert stopped <= failed_over_at <= back  # it happened while the API was away, and says so
-    events = json.loads(
-        pair.kubectl("get", "events", "--field-selector", "involvedObject.name=voice", "-o", "json")
-    )
-    assert "PolicyFailover" in {e["reason"] for e in events["items"]}
+
+    def failover_event() -> bool:
+        events = pair.kubectl("get", "events", "--field-selector", "involvedObject.name=voice", "-o", "json")
+        return "PolicyFailover" in {e["reason"] for e in json.loads(events)["items"]}
+
+    # Events are retried 2, 4, 6 ... s apart: the one from the outage may come a little after the status.
+    eventually(failover_event, 60, "the PolicyFailover Event from the outage")
     # The fiber is back: voice returns after the 5 s cooldown, and the report says so.
     eventually(lambda: pair.voice().get("pathInUse") == fiber, 40, "voice back on fiber")
     assert sample(pair.metrics("a"), "patronus_policy_failovers_total", policy="voice") == 1
