@@ -31,9 +31,10 @@ from patronus.agent.probe_stats import CheckResult
 from patronus.agent.probing import ProbeSet
 from patronus.agent.report_queue import ReportQueue
 from patronus.agent.reporting import SiteReporter, agent_report, path_report, policy_reports, site_status
-from patronus.agent.steering import Steering
+from patronus.agent.steering import RouteChange, Steering
 from patronus.agent.switcher import PolicySwitcher, Switch
 from patronus.agent.tasks import sleep_or
+from patronus.api.agentconfig import PathConfig
 from patronus.kube.client import KubeClient
 from patronus.kube.errors import KubeError
 from patronus.kube.resource import POLICY
@@ -100,6 +101,8 @@ class AgentCore:
         self.sample = CounterSample()
         self.latest: dict[str, CheckResult] = {}
         self._changed = asyncio.Event()
+        self._acting = asyncio.Lock()
+        self._paths: dict[str, PathConfig] = {}
         self._private_key: str | None = None
 
     # -- configuration ------------------------------------------------------------------------------
@@ -151,6 +154,7 @@ class AgentCore:
             self.metrics.config_applies.labels(self.identity.site, "error").inc()
             log.warning("could not apply the configuration; retrying", error=self.apply_error)
             return False
+        self._paths = {path.name: path for path in target.config.paths}
         self.measurements.retain(plan.probers)
         self.metrics.retain_paths(set(plan.probers))
         self.latest = {name: result for name, result in self.latest.items() if name in plan.probers}
@@ -180,27 +184,27 @@ class AgentCore:
         now = self._clock.monotonic()
         result = self.measurements.observe(path, raw, now)
         self.latest[path] = result
-        config = self._path_config(path)
+        config = self._paths.get(path)
         if config is not None:
             self.metrics.observe_check(path, config.underlay, config.destination, raw)
-        steps = self.steering.observe(path, result, now)
-        self.switcher.note(steps.decisions)
-        for change in steps.routes:
-            try:
-                await self.dataplane.route_unmatched(change)
-            except CommandError as error:
-                log.warning(
-                    "could not move unmatched traffic", destination=change.destination, error=str(error)
-                )
-                continue
-            self.steering.commit_route(change)
-            log.info("unmatched traffic moved", destination=change.destination, path=change.path)
-        await self.switcher.converge()
+        # Checks of different paths end concurrently: decide and act one at a time, so each decision sees
+        # what the previous one made true.
+        async with self._acting:
+            steps = self.steering.observe(path, result, now)
+            self.switcher.note(steps.decisions)
+            for change in steps.routes:
+                await self._move_unmatched(change)
+            await self.switcher.converge()
         self.reports.put(path_report(self.identity.namespace, path, result, self._clock.now()))
 
-    def _path_config(self, path: str) -> Any:
-        config = self.applied.config if self.applied else None
-        return next((p for p in config.paths if p.name == path), None) if config else None
+    async def _move_unmatched(self, change: RouteChange) -> None:
+        try:
+            await self.dataplane.route_unmatched(change)
+        except CommandError as error:
+            log.warning("could not move unmatched traffic", destination=change.destination, error=str(error))
+            return
+        self.steering.commit_route(change)
+        log.info("unmatched traffic moved", destination=change.destination, path=change.path)
 
     def _switched(self, switch: Switch) -> None:
         reason = "PolicyFailback" if switch.is_failback else "PolicyFailover"

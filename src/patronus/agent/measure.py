@@ -10,6 +10,10 @@ one lost probe would score the path about 45 and fail voice over for nothing. So
 - a path still silent ``grace`` seconds after its first check is ``down`` after all, so a link broken from
   the start still moves traffic to its backup;
 - once a path has answered, a check with no answer at all is ``down`` at once (failover must be fast).
+  Such a check is an outage, not loss: its probes stay out of the window. Otherwise a cut of a few
+  seconds would leave a recovered path "lossy" for its next 100 probes, holding its traffic off it for
+  20 s beyond the failback cooldown; a flapping link is caught by the cooldown instead (every down check
+  restarts it).
 
 Pure: time is passed in (monotonic seconds).
 """
@@ -71,10 +75,10 @@ class Measurements:
                 return raw  # silent since the start, past the grace: down
             state.answered = True
             probes = probes[first:]
+        if raw.received == 0:
+            return replace(raw, health_score=0.0, state="down")
         state.window.extend(probes)
         loss = state.window.loss_pct if state.window.loss_pct is not None else raw.loss_pct
-        if raw.received == 0:
-            return replace(raw, loss_pct=loss, health_score=0.0, state="down")
         health = health_score(raw.latency_ms or 0.0, raw.jitter_ms or 0.0, loss)
         verdict: PathState = "degraded" if health < self.degraded_below else "up"
         return replace(raw, loss_pct=loss, health_score=health, state=verdict)

@@ -6,7 +6,8 @@ reports, each a server-side apply of the object's ``status`` under the agent's f
 
 - **Latest wins**: at most one report per object is pending; a newer one replaces it. After a minute
   without the API server a path's status is its latest check, not sixty of them.
-- **Bounded**: at most ``max_pending`` objects wait; beyond that the oldest report is dropped (counted).
+- **Bounded**: at most ``max_pending`` objects wait; beyond that the oldest report is dropped (counted),
+  never an ``essential`` one (the agent's own Site).
 - **Order**: objects are written in the order they were first queued.
 - **Failures**: an unreachable API server, 429 or 5xx pause the whole queue with jittered exponential
   backoff (every write would fail the same way; the report stays queued unless a newer one replaced it).
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from patronus.api.agentconfig import MAX_PATHS
 from patronus.api.meta import GROUP_VERSION
 from patronus.kube.client import KubeClient
 from patronus.kube.errors import ApiError, NotFoundError
@@ -33,7 +35,8 @@ from patronus.runtime.logs import get_logger
 log = get_logger(__name__)
 
 FIELD_MANAGER = "patronus-agent"
-MAX_PENDING = 1024
+MAX_PENDING = MAX_PATHS + 64
+"""One report per object is pending at most: room for every Path a configuration may hold, and the Site."""
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 30.0
 
@@ -48,6 +51,8 @@ class Report:
     namespace: str
     name: str
     status: dict[str, Any]
+    essential: bool = False
+    """Never the one the bound drops (the agent's own Site: its heartbeat says the agent is alive)."""
 
     @property
     def key(self) -> Key:
@@ -91,6 +96,7 @@ class ReportQueue:
         self._backoff = backoff or Backoff(BACKOFF_INITIAL, BACKOFF_MAX)
         self._on_not_found = on_not_found
         self._pending: OrderedDict[Key, Report] = OrderedDict()
+        self._full = False
         self._wake = asyncio.Event()
         self.stats = QueueStats()
         self.last_error: str | None = None
@@ -105,12 +111,19 @@ class ReportQueue:
         """Queue ``report`` in place of any pending report of the same object; never blocks."""
         new = report.key not in self._pending
         self._pending[report.key] = report  # a replaced report keeps its place in the order
-        if new:
-            while len(self._pending) > self.max_pending:
-                dropped, _ = self._pending.popitem(last=False)
-                self.stats.dropped += 1
-                log.warning("report queue full; dropped the oldest report", object=dropped)
+        if new and len(self._pending) > self.max_pending:
+            self._drop_oldest()
         self._wake.set()
+
+    def _drop_oldest(self) -> None:
+        victim = next((key for key, queued in self._pending.items() if not queued.essential), None)
+        if victim is None:
+            return
+        del self._pending[victim]
+        self.stats.dropped += 1
+        if not self._full:  # once per episode: a long outage with many paths would drop one per check
+            log.warning("report queue full; dropping the oldest reports", bound=self.max_pending)
+        self._full = True
 
     def pending(self, kind: ResourceKind, namespace: str, name: str) -> Report | None:
         return self._pending.get((kind.plural, namespace, name))
@@ -119,6 +132,7 @@ class ReportQueue:
         """Write reports until cancelled."""
         while True:
             if not self._pending:
+                self._full = False
                 self._wake.clear()
                 await self._wake.wait()
                 continue

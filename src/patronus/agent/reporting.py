@@ -138,7 +138,7 @@ class SiteReporter:
         self._kicked.set()
 
     def report_now(self) -> None:
-        self._queue.put(Report(SITE, self._namespace, self._site, self._build()))
+        self._queue.put(Report(SITE, self._namespace, self._site, self._build(), essential=True))
 
     async def run(self) -> None:
         while True:

@@ -25,6 +25,8 @@ from patronus.api.agentconfig import AgentConfig, PolicyConfig
 
 UNMATCHED_MARGIN = 5.0
 """Health points another path must gain before unmatched traffic to a destination moves to it."""
+_ANY_PATH = ""
+"""The watcher key of policies without a primary path: every check concerns them."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,10 @@ class Steering:
     def __init__(self) -> None:
         self._policies: dict[str, PolicyConfig] = {}
         self._failover: dict[str, FailoverState] = {}
+        # Which failover states a path's checks concern: the policies naming it, and those without a
+        # primary (they consider every path), so a check costs its own policies, not all of them.
+        self._watchers: dict[str, list[FailoverState]] = {}
+        self._by_destination: dict[str, list[str]] = {}  # destination site -> its paths
         self._path_route: dict[str, tuple[str, str]] = {}  # path -> (destination site, interface)
         self._peer_cidrs: dict[str, tuple[str, ...]] = {}  # destination site -> its prefixes
         self._primary_interface: str | None = None
@@ -72,9 +78,17 @@ class Steering:
             failover[policy.name] = state
         self._failover = failover
         self._policies = {policy.name: policy for policy in config.policies}
+        self._watchers = {}
+        for state in failover.values():
+            named = (state.policy.primary, state.policy.backup)
+            for path in {p for p in named if p is not None} or {_ANY_PATH}:
+                self._watchers.setdefault(path, []).append(state)
         self._path_route = {
             path.name: (path.destination, path.interface) for path in config.paths if path.interface
         }
+        self._by_destination = {}
+        for name, (destination, _interface) in self._path_route.items():
+            self._by_destination.setdefault(destination, []).append(name)
         primary = config.interfaces[0] if config.interfaces else None
         self._primary_interface = primary.name if primary else None
         self._peer_cidrs = {peer.site: tuple(peer.allowed_ips) for peer in (primary.peers if primary else ())}
@@ -117,7 +131,7 @@ class Steering:
             return Steps()
         self._latest[path] = result
         decisions = []
-        for state in self._failover.values():
+        for state in [*self._watchers.get(path, ()), *self._watchers.get(_ANY_PATH, ())]:
             decision = state.observe(path, result, now)
             if decision is not None and decision.previous != decision.path:
                 decisions.append(decision)
@@ -133,9 +147,7 @@ class Steering:
             return None
         destination = self._path_route[path][0]
         candidates = {
-            name: self._latest[name]
-            for name, (dest, _iface) in self._path_route.items()
-            if dest == destination and name in self._latest
+            name: self._latest[name] for name in self._by_destination[destination] if name in self._latest
         }
         # Until moved, a destination's traffic is where the main table sends it: the primary's path. Judge
         # nothing before that path has answered, or whichever path reports first at start would win.
@@ -157,8 +169,8 @@ class Steering:
         return next(
             (
                 name
-                for name, (dest, interface) in self._path_route.items()
-                if dest == destination and interface == self._primary_interface
+                for name in self._by_destination.get(destination, ())
+                if self._path_route[name][1] == self._primary_interface
             ),
             None,
         )

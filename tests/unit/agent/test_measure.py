@@ -47,7 +47,23 @@ def test_after_the_first_answer_a_silent_check_is_down_at_once() -> None:
     m.observe("p", summarize(CLEAN), 0.0)
     result = m.observe("p", summarize(LOST), 1.0)
     assert result.state == "down"
-    assert result.loss_pct == pytest.approx(50)  # 5 of the 10 probes in the window
+    assert result.loss_pct == 100  # this check's own
+    assert result.health_score == 0
+
+
+def test_an_outage_is_not_loss_once_the_path_is_back() -> None:
+    m = Measurements(window=100)
+    for t in range(10):
+        m.observe("p", summarize(CLEAN), float(t))
+    for t in range(10, 20):  # ten seconds cut: 50 probes lost
+        assert m.observe("p", summarize(LOST), float(t)).state == "down"
+    back = m.observe("p", summarize(CLEAN), 20.0)
+    assert back.state == "up"
+    assert back.loss_pct == 0  # the cut was down time, not a lossy link: failback waits only for the cooldown
+    # The checks at the edges of a cut, partly answered, do count.
+    assert m.observe("p", summarize([10.0, 10.0, None, None, None]), 21.0).loss_pct == pytest.approx(
+        3 / 60 * 100
+    )
 
 
 def test_one_lost_probe_is_smoothed_over_the_window() -> None:

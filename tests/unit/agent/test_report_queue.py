@@ -142,3 +142,13 @@ def test_the_queue_is_bounded_and_drops_the_oldest() -> None:
     assert h.queue.backlog == 2
     assert h.queue.pending(PATH, "ns", "p1") is None
     assert h.queue.stats.dropped == 1
+
+
+def test_the_sites_own_report_is_never_what_the_bound_drops() -> None:
+    h = Harness(max_pending=2)
+    h.queue.put(Report(SITE, "ns", "a", {"lastHeartbeatTime": "2025-01-01T00:00:00.000Z"}, essential=True))
+    for name in ("p1", "p2", "p3"):
+        h.queue.put(report(name, "up"))
+    assert h.queue.pending(SITE, "ns", "a") is not None
+    assert h.queue.pending(PATH, "ns", "p3") is not None
+    assert h.queue.backlog == 2

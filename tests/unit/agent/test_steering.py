@@ -102,3 +102,20 @@ def test_nothing_moves_before_the_primary_path_has_answered() -> None:
     assert steering.observe(LTE, GOOD, 0.0).routes == ()  # lte answered first: no reason to leave fiber
     assert steering.observe(FIBER, GOOD, 0.5).routes == ()
     assert steering.unmatched_routes() == {}
+
+
+def test_a_policy_without_a_primary_hears_every_path_and_one_with_sees_only_its_own() -> None:
+    steering = Steering()
+    steering.configure(
+        config(
+            policies=[
+                {"name": "any", "failover": {"threshold": 70, "cooldownSeconds": 10}},
+                {"name": "voice", "action": {"primaryPath": FIBER, "backupPath": LTE}},
+            ]
+        )
+    )
+    assert steering.wanted_paths() == {"any": None, "voice": FIBER}
+    steps = steering.observe(LTE, GOOD, 0.0)
+    assert [(d.policy, d.path, d.reason) for d in steps.decisions] == [("any", LTE, "initial")]
+    steps = steering.observe(FIBER, DOWN, 1.0)
+    assert [(d.policy, d.path) for d in steps.decisions] == [("voice", LTE)]
