@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from patronus.agent.tasks import run_informer
 from patronus.api.agentconfig import AgentConfig, parse_agent_config
 from patronus.kube.client import KubeClient
 from patronus.kube.resource import CONFIG_MAP
@@ -83,7 +82,7 @@ class ConfigSource:
         self._last_text_digest: str | None = None
 
     async def run(self) -> None:
-        await run_informer(self.informer)
+        await self.informer.run()
 
     def _seen(self, obj: dict[str, Any]) -> None:
         outcome = read_config(obj)

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 from typing import Any
 
-from patronus.agent.tasks import run_informer
 from patronus.kube.client import KubeClient
 from patronus.kube.resource import SITE
 from patronus.runtime.clock import Clock
@@ -44,7 +43,7 @@ class SiteWatch:
 
     async def run(self) -> None:
         """Watch until cancelled; a first list without the Site means it is gone."""
-        watching = asyncio.create_task(run_informer(self.informer), name="site-informer")
+        watching = asyncio.create_task(self.informer.run(), name="site-informer")
         try:
             synced = asyncio.create_task(self.informer.wait_for_sync())
             await asyncio.wait({watching, synced}, return_when=asyncio.FIRST_COMPLETED)

@@ -15,7 +15,6 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 from patronus.runtime.clock import Clock
-from patronus.runtime.informer import Informer
 from patronus.runtime.logs import get_logger
 
 log = get_logger(__name__)
@@ -102,21 +101,3 @@ async def sleep_or(clock: Clock, seconds: float, event: asyncio.Event) -> None:
     finally:
         sleeper.cancel()
         waiter.cancel()
-
-
-async def run_informer(informer: Informer, *, stop_timeout: float = 5.0) -> None:
-    """``informer.run()`` in a child task that a cancellation of this one really stops.
-
-    Informer.run can swallow a cancellation that lands while it closes a watch, and a task that awaits
-    it directly then waits forever; so a cancellation here also calls :meth:`Informer.stop`.
-    """
-    child = asyncio.create_task(informer.run(), name=f"informer-{informer.kind.plural}")
-    try:
-        await asyncio.wait({child})
-        child.result()
-    except asyncio.CancelledError:
-        informer.stop()
-        raise
-    finally:
-        child.cancel()
-        await asyncio.wait({child}, timeout=stop_timeout)

@@ -11,7 +11,6 @@ even a bookmark) is dropped and re-established.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -273,8 +272,9 @@ class Informer:
             consumer.result()  # re-raise what ended the watch
         finally:
             consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await consumer
+            # asyncio.wait, not ``await consumer``: the consumer's own end (cancelled, failed) is handled
+            # above, while a cancellation of *this* task must propagate, not be swallowed here.
+            await asyncio.wait({consumer})
         # A watch that the server closed at once without events must not become a hot loop.
         if self.stats.events == events_before and self._clock.monotonic() - started < 1.0:
             await self._interruptible(self._clock.sleep(self._backoff.next()), quiet=True)
@@ -350,8 +350,7 @@ class Informer:
             interrupt.cancel()
             if not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                await asyncio.wait({task})
         if not task.cancelled():
             task.result()
             return
