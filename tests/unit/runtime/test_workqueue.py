@@ -37,7 +37,7 @@ async def test_readd_while_processing_is_queued_only_after_done() -> None:
     assert len(queue) == 0  # held back: a worker has it
     assert queue.processing() == {"a"}
     second = asyncio.create_task(queue.get())
-    await asyncio.sleep(0.01)
+    await FakeClock.settle()  # let every other task run: no wall-clock waiting
     assert not second.done()  # no other worker may get "a" now
     queue.done("a")
     assert await asyncio.wait_for(second, 1) == "a"  # queued once, despite two adds
@@ -61,7 +61,7 @@ async def test_concurrent_workers_never_share_a_key() -> None:
             if key in active:
                 overlaps.append(key)
             active.add(key)
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0)  # yield while holding the key, so other workers get their turn
             handled.append(key)
             if len(handled) < 40:
                 queue.add(key)  # re-add during processing, as a watch event would
@@ -73,7 +73,7 @@ async def test_concurrent_workers_never_share_a_key() -> None:
     workers = [asyncio.create_task(worker()) for _ in range(5)]
     async with asyncio.timeout(5):
         while len(handled) < 40:
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0)
     queue.shut_down()
     await asyncio.wait_for(asyncio.gather(*workers), 5)
     assert overlaps == []
@@ -83,7 +83,7 @@ async def test_concurrent_workers_never_share_a_key() -> None:
 async def test_get_waits_for_an_add() -> None:
     queue = make_queue()
     waiter = asyncio.create_task(queue.get())
-    await asyncio.sleep(0.01)
+    await FakeClock.settle()  # let every other task run: no wall-clock waiting
     assert not waiter.done()
     queue.add("x")
     assert await asyncio.wait_for(waiter, 1) == "x"
@@ -93,7 +93,7 @@ async def test_cancelled_getter_does_not_strand_a_key() -> None:
     queue = make_queue()
     cancelled = asyncio.create_task(queue.get())
     other = asyncio.create_task(queue.get())
-    await asyncio.sleep(0.01)
+    await FakeClock.settle()  # let every other task run: no wall-clock waiting
     queue.add("x")  # wakes the first getter ...
     cancelled.cancel()  # ... which is cancelled before it runs
     assert await asyncio.wait_for(other, 1) == "x"
@@ -115,7 +115,7 @@ async def test_shutdown_drains_then_raises() -> None:
 async def test_shutdown_wakes_idle_getters() -> None:
     queue = make_queue()
     getters = [asyncio.create_task(queue.get()) for _ in range(3)]
-    await asyncio.sleep(0.01)
+    await FakeClock.settle()  # let every other task run: no wall-clock waiting
     queue.shut_down()
     results = await asyncio.wait_for(asyncio.gather(*getters, return_exceptions=True), 1)
     assert all(isinstance(result, QueueShutDown) for result in results)
@@ -127,7 +127,7 @@ async def test_drain_waits_for_processing() -> None:
     key = await get(queue)
     queue.shut_down()
     drained = asyncio.create_task(queue.drain())
-    await asyncio.sleep(0.01)
+    await FakeClock.settle()  # let every other task run: no wall-clock waiting
     assert not drained.done()
     queue.done(key)
     await asyncio.wait_for(drained, 1)
