@@ -9,9 +9,10 @@ venv="${VENV:-$here/.venv}"
 python="${PYTHON:-python3.11}"
 command -v "$python" >/dev/null || python=python3
 
-# Debian packages: the data plane (WireGuard userspace, nftables, iproute2), and Prometheus for promtool
-# (the exporters' output is checked with `promtool check metrics`).
-packages=(wireguard-go wireguard-tools nftables iproute2 procps prometheus)
+# Debian packages: the data plane (WireGuard userspace, nftables, iproute2), Prometheus (promtool checks
+# the exporters' output and the alert rules; the lab runs its server) and Chromium for the dashboard's
+# browser tests.
+packages=(wireguard-go wireguard-tools nftables iproute2 procps prometheus chromium)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -33,6 +34,9 @@ if [[ ! -x "$venv/bin/python" || ! -f "$stamp" || "$here/pyproject.toml" -nt "$s
     "$venv/bin/pip" install -q -e "$here[dev]"
     touch "$stamp"
 fi
+
+# The dashboard's browser libraries, pinned in web/package-lock.json, copied into the package.
+"$here/scripts/vendor-web.sh"
 
 command -v go >/dev/null || { echo "error: Go 1.26 is needed to build the control plane" >&2; exit 1; }
 "$here/scripts/build-controlplane.sh" >/dev/null

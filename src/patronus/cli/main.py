@@ -9,6 +9,7 @@ import click
 from patronus import __version__
 from patronus.api.crd import render_all_yaml, write_crds
 from patronus.cli.agent import agent_group
+from patronus.cli.dashboard import dashboard
 from patronus.cli.dev import controlplane_group, dev_group
 from patronus.cli.lab import lab_group
 from patronus.cli.operator import operator_group
@@ -41,6 +42,7 @@ cli.add_command(controlplane_group)
 cli.add_command(operator_group)
 cli.add_command(lab_group)
 cli.add_command(agent_group)
+cli.add_command(dashboard)
 
 
 def main() -> None:

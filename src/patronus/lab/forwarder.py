@@ -25,7 +25,7 @@ _CONNECT_TIMEOUT = 10.0
 _BACKLOG = 64
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Copy one direction until EOF, then half-close, so the other direction can finish its reply."""
     try:
         while chunk := await reader.read(_CHUNK):
@@ -37,7 +37,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         pass
 
 
-async def _close(writer: asyncio.StreamWriter) -> None:
+async def close_writer(writer: asyncio.StreamWriter) -> None:
     writer.close()
     with contextlib.suppress(ConnectionError, OSError):
         await writer.wait_closed()
@@ -111,10 +111,10 @@ class Forwarder:
                 asyncio.open_connection(self.target_host, self.target_port, limit=_CHUNK), _CONNECT_TIMEOUT
             )
         except (OSError, TimeoutError):
-            await _close(client_writer)
+            await close_writer(client_writer)
             return
         try:
-            await asyncio.gather(_pipe(client_reader, upstream_writer), _pipe(upstream_reader, client_writer))
+            await asyncio.gather(pipe(client_reader, upstream_writer), pipe(upstream_reader, client_writer))
         finally:
-            await _close(upstream_writer)
-            await _close(client_writer)
+            await close_writer(upstream_writer)
+            await close_writer(client_writer)
