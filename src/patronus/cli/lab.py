@@ -123,9 +123,20 @@ def _summary(files: LabFiles, ready: dict[str, Any]) -> None:
         f"  patronus lab impair {first}/fiber --delay 40ms --jitter 5ms --loss 5% --prefix {plan.prefix}\n"
         f"  patronus lab status --prefix {plan.prefix}\n"
         f"  patronus lab down --prefix {plan.prefix}\n"
-        f"Logs: {ready.get('logs')}",
+        f"Logs: {ready.get('logs')}\n"
+        f"Prometheus: {ready.get('prometheus')}\n"
+        f"Dashboard: {_dashboard_login(files, ready)}",
         err=True,
     )
+
+
+def _dashboard_login(files: LabFiles, ready: dict[str, Any]) -> str:
+    """The dashboard's URL, signed in with the lab's viewer token (in the fragment: no server sees it)."""
+    try:
+        token = (files.root / "dashboard-token").read_text().strip()
+    except OSError:
+        return str(ready.get("dashboard"))
+    return f"{ready.get('dashboard')}login#token={token}"
 
 
 @lab_group.command("up")
@@ -294,7 +305,8 @@ def lab_status(prefix: str) -> None:
     if pid is None or ready is None:
         click.echo(f"lab {prefix} is not running" + (" (still starting)" if pid else ""))
         raise SystemExit(1)
-    click.echo(f"lab {prefix}: supervisor pid {pid}, KUBECONFIG={ready['kubeconfig']}\n")
+    click.echo(f"lab {prefix}: supervisor pid {pid}, KUBECONFIG={ready['kubeconfig']}")
+    click.echo(f"Prometheus {ready.get('prometheus')}, dashboard {ready.get('dashboard')}\n")
     items = asyncio.run(_fetch(str(ready["kubeconfig"])))
     click.echo("\n\n".join(_status_rows(items)))
 

@@ -157,13 +157,17 @@ async def path_history(request: web.Request) -> web.Response:
     if dashboard.watcher.get("paths", name) is None:
         raise web.HTTPNotFound(text=f"no path {name}")
     window, now = _window(request), time.time()
+    note = None
     if dashboard.prometheus is not None:
         try:
             series = await dashboard.prometheus.path_series(name, window=window, now=now)
-            return _json({"source": "prometheus", "series": series})
         except (PrometheusError, ValueError) as error:
             return _json({"source": "prometheus", "error": str(error)}, 502)
-    return _json({"source": "memory", "series": dashboard.watcher.history.series(name, since=now - window)})
+        if series["time"]:
+            return _json({"source": "prometheus", "series": series})
+        note = "Prometheus has no samples of this path"  # e.g. its agent is not scraped (yet)
+    series = dashboard.watcher.history.series(name, since=now - window)
+    return _json({"source": "memory", "note": note, "series": series})
 
 
 async def policy_timeline(request: web.Request) -> web.Response:

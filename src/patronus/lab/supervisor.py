@@ -51,7 +51,7 @@ from patronus.kube.resource import (
     ResourceKind,
 )
 from patronus.kube.rest import RestClient
-from patronus.lab import network
+from patronus.lab import network, observability
 from patronus.lab.forwarder import LISTEN_HOST, LISTEN_PORT, Forwarder
 from patronus.lab.impair import start_relay
 from patronus.lab.plan import LabPlan, plan_lab
@@ -387,6 +387,7 @@ class Supervisor:
         self.plane: ControlPlane | None = None
         self.admin: RestClient | None = None
         self.operator: Operator | None = None
+        self.urls: observability.Urls | None = None
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -518,6 +519,28 @@ class Supervisor:
             self.agents.start(site.name, command, self.files.agent_log(site.name))
         self.say(f"started {len(self.plan.sites)} agents (logs in {self.files.logs})")
 
+    async def start_observability(self) -> None:
+        self.say("starting Prometheus (scraping the operator and the agents) and the dashboard")
+        assert self.operator is not None
+
+        async def mint(account: str) -> str:
+            minted = await asyncio.to_thread(
+                self.control_plane.kubectl, "create", "token", account, "-n", LAB_NAMESPACE, "--duration=24h"
+            )
+            return minted.stdout.strip()
+
+        self.urls = await observability.start(
+            plan=self.plan,
+            root=self.files.root,
+            logs=self.files.logs,
+            operator_metrics_port=self.operator.manager.options.metrics_port,
+            admin=self.rest,
+            admin_kubeconfig=self.control_plane.kubeconfig,
+            namespace=LAB_NAMESPACE,
+            mint_token=mint,
+            stack=self.stack,
+        )
+
     def write_ready(self) -> None:
         ready = {
             "pid": os.getpid(),
@@ -528,6 +551,8 @@ class Supervisor:
             "apiserver": self.control_plane.url,
             "kubectl": str(self.control_plane.binaries.kubectl),
             "logs": str(self.files.logs),
+            "prometheus": self.urls.prometheus if self.urls else None,
+            "dashboard": self.urls.dashboard if self.urls else None,
             "seconds": round(time.monotonic() - self.say.started, 1),
         }
         _write_atomic(self.files.ready, json.dumps(ready, indent=2) + "\n")
@@ -565,6 +590,7 @@ async def _bring_up(supervisor: Supervisor) -> None:
     await supervisor.declare()
     await supervisor.start_forwarders()
     await supervisor.start_agents()
+    await supervisor.start_observability()
     supervisor.write_ready()
 
 

@@ -298,7 +298,9 @@ async function loadHistory(name) {
   if (!response.ok) { source.textContent = `history unavailable (${response.status})`; return; }
   const body = await response.json();
   const series = body.series;
-  source.textContent = `${series.time.length} samples of the last ${HISTORY_WINDOW / 60} minutes, from ${body.source === "prometheus" ? "Prometheus" : "the dashboard's memory"}`;
+  const origin = body.source === "prometheus" ? "Prometheus" : "the dashboard's memory";
+  source.textContent = `${series.time.length} samples of the last ${HISTORY_WINDOW / 60} minutes, from ${origin}`
+    + (body.note ? ` (${body.note})` : "");
   source.dataset.source = body.source;
   const charts = document.getElementById("charts");
   const width = Math.max(320, Math.floor((charts.clientWidth || 900) / 2) - 24);
