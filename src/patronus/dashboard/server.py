@@ -57,8 +57,8 @@ class Dashboard:
 
 
 DASHBOARD = web.AppKey("dashboard", Dashboard)
-USER = "patronus.user"
-TOKEN = "patronus.token"
+USER = web.RequestKey("user", str)
+TOKEN = web.RequestKey("token", str)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -101,8 +101,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     decision = await reviewer.review(token) if token else Decision(401, reason="no bearer token")
     if not decision.allowed:
         return _refuse(request, decision)
-    request[USER] = decision.user
-    request[TOKEN] = token
+    request[USER] = decision.user or ""
+    request[TOKEN] = token or ""
     return await handler(request)
 
 
@@ -124,7 +124,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _json({"error": "no token"}, 401)
     if not decision.allowed:
         return _json({"error": decision.reason}, decision.status)
-    response = web.HTTPSeeOther("/")
+    response = web.Response(status=303, headers={"Location": "/"})
     secure = request.secure or request.headers.get("X-Forwarded-Proto") == "https"
     response.set_cookie(COOKIE, token, path="/", httponly=True, samesite="Strict", secure=secure)
     return response
@@ -211,7 +211,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 async def _still_allowed(request: web.Request) -> bool:
     reviewer, token = request.app[DASHBOARD].reviewer, request.get(TOKEN)
-    if reviewer is None or token is None:
+    if reviewer is None or not token:
         return True
     return (await reviewer.review(token)).allowed
 
