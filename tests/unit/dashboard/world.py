@@ -18,7 +18,7 @@ def site(name: str, phase: str = "Active") -> dict[str, Any]:
         "metadata": {"name": name, "namespace": NAMESPACE},
         "spec": {
             "location": f"branch {name}",
-            "wireguard": {"listenPort": 51820, "endpoints": [f"{name}.example:51820"]},
+            "wireguard": {"listenPort": 51820, "endpoints": [f"{name}-{u}.example:51820" for u in UNDERLAYS]},
             "underlays": [{"name": u, "endpoint": f"{name}-{u}.example:51820"} for u in UNDERLAYS],
             "subnets": ["10.0.0.0/24"],
         },
