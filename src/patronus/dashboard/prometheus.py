@@ -17,10 +17,10 @@ from patronus.dashboard.history import Series
 
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 QUERIES: dict[str, tuple[str, float]] = {
-    "latencyMs": ("patronus_agent_path_latency_seconds", 1000.0),
-    "jitterMs": ("patronus_agent_path_jitter_seconds", 1000.0),
-    "lossPct": ("patronus_agent_path_loss_ratio", 100.0),
-    "healthScore": ("patronus_agent_path_health_score", 1.0),
+    "latencyMs": ("patronus_path_latency_seconds", 1000.0),
+    "jitterMs": ("patronus_path_jitter_seconds", 1000.0),
+    "lossPct": ("patronus_path_loss_ratio", 100.0),
+    "healthScore": ("patronus_path_health_score", 1.0),
 }
 MAX_POINTS = 720
 

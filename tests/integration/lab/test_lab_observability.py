@@ -194,7 +194,7 @@ def test_prometheus_scrapes_the_operator_and_has_a_target_per_agent(lab: Lab) ->
 
 
 def test_every_operator_panel_returns_data(lab: Lab) -> None:
-    exprs = [e for e in dashboard_exprs() if "patronus_agent_" not in e]
+    exprs = [e for e in dashboard_exprs() if "patronus_operator_" in e]
     assert len(exprs) >= 6
     _require_data(lab, exprs)
 
@@ -202,7 +202,7 @@ def test_every_operator_panel_returns_data(lab: Lab) -> None:
 @needs_exporter
 def test_every_agent_panel_returns_data(lab: Lab) -> None:
     eventually(lambda: len(lab.query("patronus_agent_config_info")) == 3, 30, "every agent scraped")
-    exprs = [e for e in dashboard_exprs() if "patronus_agent_" in e and "changes(" not in e]
+    exprs = [e for e in dashboard_exprs() if "patronus_operator_" not in e]
     _require_data(lab, exprs)
 
 
@@ -263,9 +263,13 @@ def test_failover_flapping_fires_on_three_failovers_and_clears(lab: Lab) -> None
     eventually(lambda: lab.alerts("PatronusFailoverFlapping") == [], 120, "FailoverFlapping to clear")
 
 
-def _on_backup(lab: Lab) -> float | None:
-    result = lab.query('patronus_agent_policy_on_backup{site="a",policy="voice"}')
-    return float(result[0]["value"][1]) if result else None
+def _on_backup(lab: Lab) -> int | None:
+    """1 while a's exporter says voice runs on its lte backup, 0 on its fiber primary."""
+    result = lab.query('patronus_policy_path_in_use{site="a",policy="voice"} == 1')
+    paths = {r["metric"]["path"] for r in result}
+    if paths == {path_name(MESH_NAME, "a", "b", "lte")}:
+        return 1
+    return 0 if paths == {fiber("a", "b")} else None
 
 
 @needs_exporter

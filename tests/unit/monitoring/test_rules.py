@@ -145,7 +145,7 @@ def test_dashboard_covers_the_issue() -> None:
     assert len(ids) == len(set(ids))
     text = " ".join(dashboard_exprs())
     for metric in ("latency_seconds", "loss_ratio", "health_score", "failovers_total", "matched_bytes_total"):
-        assert f"patronus_agent_path_{metric}" in text or f"patronus_agent_policy_{metric}" in text
+        assert f"patronus_path_{metric}" in text or f"patronus_policy_{metric}" in text
     assert "patronus_operator_reconcile_total" in text
 
 
@@ -153,7 +153,10 @@ def test_every_metric_used_is_documented() -> None:
     readme = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"^\| `(patronus_[a-z_]+)`", readme, flags=re.MULTILINE))
     used = set(
-        re.findall(r"\bpatronus_(?:agent|operator)_[a-z_]+", RULES_FILE.read_text() + DASHBOARD.read_text())
+        re.findall(
+            r"\bpatronus_(?:agent|operator|path|policy|wireguard)_[a-z_]+",
+            RULES_FILE.read_text() + DASHBOARD.read_text(),
+        )
     )
     used = {re.sub(r"_(bucket|sum|count)$", "", name) for name in used}
     assert documented, "the README has no metrics table"

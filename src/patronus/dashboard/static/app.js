@@ -8,6 +8,9 @@ const STATE_COLORS = { up: "#2e9d4f", degraded: "#e0a100", down: "#d62728", unkn
 const PHASE_COLORS = { Active: "#2e9d4f", Degraded: "#e0a100", Failed: "#d62728", Pending: "#8c8c8c" };
 const LINE_STYLES = ["solid", "dashed", "dotted"];
 const HISTORY_WINDOW = 900;
+// Above this many edges, straight "haystack" edges (Cytoscape's fast path) instead of curved ones with
+// arrows: a full mesh of 40 sites has 1,560 Paths per underlay, and curves cost several times more to draw.
+const MANY_EDGES = 400;
 
 const world = {
   namespace: "",
@@ -103,6 +106,10 @@ function applyDelta(delta) {
 // -- topology (Cytoscape.js draws and lays out; we only say what and how it looks) ------------------
 
 function graphStyle() {
+  const many = world.paths.size > MANY_EDGES;
+  const edgeShape = many
+    ? { "curve-style": "haystack", "haystack-radius": 0.6 }
+    : { "curve-style": "bezier", "control-point-step-size": 14, "target-arrow-shape": "triangle", "arrow-scale": 0.7 };
   const style = [
     {
       selector: "node",
@@ -115,9 +122,8 @@ function graphStyle() {
     {
       selector: "edge",
       style: {
-        width: 2, "line-color": "data(color)", "target-arrow-color": "data(color)",
-        "target-arrow-shape": "triangle", "arrow-scale": 0.7, "curve-style": "bezier",
-        "control-point-step-size": 14, opacity: 0.85,
+        width: many ? 1 : 2, "line-color": "data(color)", "target-arrow-color": "data(color)", opacity: 0.85,
+        ...edgeShape,
       },
     },
     { selector: "edge:selected", style: { width: 4, opacity: 1 } },
@@ -157,6 +163,7 @@ function drawGraph(relayout) {
       layout: { name: "circle", animate: false, padding: 40 },
       minZoom: 0.1,
       maxZoom: 4,
+      hideEdgesOnViewport: world.paths.size > MANY_EDGES,  // pan and zoom stay smooth on a big mesh
     });
     cy.on("tap", "node", (event) => { location.hash = `#/site/${event.target.id()}`; });
     cy.on("tap", "edge", (event) => { location.hash = `#/path/${event.target.id()}`; });
