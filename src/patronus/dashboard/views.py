@@ -126,15 +126,35 @@ def _path_id(ref: Any) -> str | None:
     return str(ref["pathId"]) if isinstance(ref, Mapping) and ref.get("pathId") else None
 
 
-def policy_view(obj: Mapping[str, Any]) -> PolicyView:
-    """The policy and, from its status, the path in use; a per-site report stands in for the top level."""
+def enforcing_site(obj: Mapping[str, Any]) -> str | None:
+    """The site whose agent steers the policy (its paths start there); None: every site."""
+    action = _spec(obj).get("action") or {}
+    return (action.get("primaryPath") or action.get("backupPath") or {}).get("siteRef")
+
+
+def site_report(site: Mapping[str, Any] | None, policy: str) -> dict[str, Any] | None:
+    """The enforcing site's agent's own report on ``policy`` (``status.policies``), the freshest word."""
+    for report in _status(site).get("policies") or () if site else ():
+        if isinstance(report, Mapping) and report.get("name") == policy:
+            return {
+                **report,
+                "pathInUse": {"pathId": report["pathInUse"]} if report.get("pathInUse") else None,
+            }
+    return None
+
+
+def policy_view(obj: Mapping[str, Any], report: Mapping[str, Any] | None = None) -> PolicyView:
+    """The policy and the path in use: from its enforcing site's agent report when given (written at
+    once after a failover), else from the Policy's status (the operator's summary of those reports)."""
     spec, status = _spec(obj), _status(obj)
     action = spec.get("action") or {}
     primary, backup = _path_id(action.get("primaryPath")), _path_id(action.get("backupPath"))
     reports = [s for s in status.get("sites") or () if isinstance(s, Mapping)]
-    first = reports[0] if reports else {}
+    first: Mapping[str, Any] = report or (reports[0] if reports else {})
+    if report:
+        status = {}
     in_use = _path_id(status.get("pathInUse")) or _path_id(first.get("pathInUse"))
-    site = (action.get("primaryPath") or {}).get("siteRef") or first.get("site")
+    site = enforcing_site(obj) or first.get("site")
     return {
         "name": _name(obj),
         "priority": int(spec.get("priority") or 0),

@@ -21,10 +21,12 @@ from typing import Any
 
 from patronus.dashboard.history import FailoverTimeline, PathHistory, Switch
 from patronus.dashboard.views import (
+    enforcing_site,
     event_sort_key,
     event_view,
     path_view,
     policy_view,
+    site_report,
     site_view,
 )
 from patronus.kube.client import KubeClient
@@ -36,12 +38,6 @@ from patronus.runtime.logs import get_logger
 log = get_logger(__name__)
 
 KINDS: dict[str, ResourceKind] = {"sites": SITE, "paths": PATH, "policies": POLICY, "events": EVENT}
-VIEWS: dict[str, Callable[[Object], Any]] = {
-    "sites": site_view,
-    "paths": path_view,
-    "policies": policy_view,
-    "events": event_view,
-}
 RECENT_EVENTS = 100
 QUEUE_SIZE = 64
 _OUR_GROUP = SITE.group
@@ -93,6 +89,12 @@ class Watcher:
         self.subscribers: set[Subscriber] = set()
         self._pending = _Pending()
         self._wake = asyncio.Event()
+        self._views: dict[str, Callable[[Object], Any]] = {
+            "sites": site_view,
+            "paths": path_view,
+            "policies": self._policy_view,
+            "events": event_view,
+        }
         for key, informer in self.informers.items():
             informer.add_handler(*self._handlers(key))
 
@@ -109,11 +111,16 @@ class Watcher:
         return self.informers[key].indexer.get(self.namespace, name)
 
     def views(self, key: str) -> list[Any]:
-        views = [VIEWS[key](obj) for obj in self.objects(key)]
+        views = [self._views[key](obj) for obj in self.objects(key)]
         if key == "events":
             views.sort(key=event_sort_key, reverse=True)
             return views[:RECENT_EVENTS]
         return sorted(views, key=lambda v: str(v["name"]))
+
+    def _policy_view(self, obj: Object) -> Any:
+        site = enforcing_site(obj)
+        report = site_report(self.get("sites", site), str(obj["metadata"]["name"])) if site else None
+        return policy_view(obj, report)
 
     def snapshot(self) -> dict[str, Any]:
         return {"namespace": self.namespace, **{key: self.views(key) for key in KINDS}}
@@ -158,7 +165,9 @@ class Watcher:
             return None
         message: dict[str, Any] = {
             "type": "delta",
-            **{key: [VIEWS[key](obj) for obj in objs.values()] for key, objs in pending.changed.items()},
+            **{
+                key: [self._views[key](obj) for obj in objs.values()] for key, objs in pending.changed.items()
+            },
             "deleted": {key: sorted(names) for key, names in pending.deleted.items()},
             "switches": pending.switches,
         }
@@ -193,12 +202,23 @@ class Watcher:
         if key == "paths":
             self.history.record(path_view(obj))
         elif key == "policies":
-            switch = self.timeline.observe(policy_view(obj), self.wall_clock())
-            if switch is not None:
-                self._pending.switches.append({"policy": name, **switch})
+            self._observe_policy(obj)
+        elif key == "sites":
+            for report in (obj.get("status") or {}).get("policies") or ():
+                policy = self.get("policies", str(report.get("name")))
+                if policy is not None and enforcing_site(policy) == name:
+                    self._observe_policy(policy)
         self._pending.changed[key][name] = obj
         self._pending.deleted[key].discard(name)
         self._wake.set()
+
+    def _observe_policy(self, obj: Object) -> None:
+        """Note the path in use (a change is a switch on the timeline) and send the policy's new view."""
+        name = str(obj["metadata"]["name"])
+        switch = self.timeline.observe(self._policy_view(obj), self.wall_clock())
+        if switch is not None:
+            self._pending.switches.append({"policy": name, **switch})
+        self._pending.changed["policies"][name] = obj
 
     def _deleted(self, key: str, obj: Object) -> None:
         name = str(obj["metadata"]["name"])

@@ -200,8 +200,13 @@ def test_every_operator_panel_returns_data(lab: Lab) -> None:
 
 
 @needs_exporter
+@pytest.mark.usefixtures("clean_links")
 def test_every_agent_panel_returns_data(lab: Lab) -> None:
     eventually(lambda: len(lab.query("patronus_agent_config_info")) == 3, 30, "every agent scraped")
+    # A failover, so the failover panels have something to count (a counter appears with its first move).
+    impair.set_impairment(lab.plan, "a/fiber", Impairment(down=True))
+    eventually(lambda: lab.query("patronus_policy_failovers_total"), 30, "a failover counted")
+    impair.clear(lab.plan, "a/fiber")
     exprs = [e for e in dashboard_exprs() if "patronus_operator_" not in e]
     _require_data(lab, exprs)
 
@@ -214,7 +219,7 @@ def _require_data(lab: Lab, exprs: list[str]) -> None:
             promql = promql.replace(variable, value)
         if not lab.query(promql):
             empty.append(promql)
-    assert empty == [], f"{len(empty)} of {len(exprs)} panel queries returned nothing"
+    assert empty == [], f"{len(empty)} of {len(exprs)} panel queries returned nothing: {empty}"
 
 
 # -- alerts: each fires when its fault is injected and clears when it is removed -----------------------

@@ -13,7 +13,7 @@ from patronus.dashboard.auth import Decision
 from patronus.dashboard.server import COOKIE, Dashboard, make_app
 from patronus.dashboard.watcher import Watcher
 from patronus.kube.fake import FakeKube
-from patronus.kube.resource import PATH
+from patronus.kube.resource import PATH, SITE
 from tests.unit.dashboard.world import NAMESPACE, path_name, path_status, world
 
 
@@ -147,3 +147,23 @@ async def test_history_from_memory(client: TestClient, kube: FakeKube) -> None:
     assert body["series"]["latencyMs"][-3:] == [1.0, 2.0, 3.0]
     missing = await client.get("/api/paths/nope/history", headers=bearer("good"))
     assert missing.status == 404
+
+
+async def test_a_sites_policy_report_moves_the_policy_at_once(client: TestClient, kube: FakeKube) -> None:
+    response = await client.get("/api/stream", headers=bearer("good"))
+    await asyncio.wait_for(read_event(response.content), 5)
+    report = {"name": "voice", "active": True, "pathInUse": path_name("a", "b", "lte"), "failoverCount": 1}
+    await kube.patch_merge(
+        SITE, NAMESPACE, "a", {"metadata": {"name": "a"}, "status": {"policies": [report]}}, "status"
+    )
+
+    async def until_on_backup() -> dict[str, object]:
+        while True:
+            _, delta = await read_event(response.content)
+            voice = [p for p in delta["policies"] if p["name"] == "voice"]  # type: ignore[union-attr, index]
+            if voice and voice[0]["onBackup"]:
+                return delta
+
+    delta = await asyncio.wait_for(until_on_backup(), 5)
+    assert [s["toPath"] for s in delta["switches"]] == [path_name("a", "b", "lte")]  # type: ignore[union-attr, index]
+    response.close()

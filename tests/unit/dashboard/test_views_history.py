@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from patronus.dashboard.history import FailoverTimeline, PathHistory
-from patronus.dashboard.views import event_view, path_view, policy_view, site_view
+from patronus.dashboard.views import event_view, path_view, policy_view, site_report, site_view
 from tests.unit.dashboard.world import event, path, path_name, path_status, site, voice
 
 
@@ -104,3 +104,20 @@ def test_failover_timeline_records_switches_only() -> None:
     back = timeline.observe(policy_view(voice("m-a-b-fiber", failovers=1)), now=130.0)
     assert back == {"time": 130.0, "fromPath": "m-a-b-lte", "toPath": "m-a-b-fiber", "onBackup": False}
     assert len(timeline.switches("voice")) == 2
+
+
+def test_the_enforcing_sites_report_is_the_freshest_word() -> None:
+    stale = voice(path_name("a", "b", "fiber"))  # the operator has not summed up the failover yet
+    a = site("a")
+    a["status"]["policies"] = [
+        {"name": "voice", "active": True, "pathInUse": "m-a-b-lte", "failoverCount": 1,
+         "lastFailoverTime": "2026-11-30T10:00:05Z", "matchedFlows": 3, "bytesRouted": 900},
+    ]  # fmt: skip
+    report = site_report(a, "voice")
+    assert report is not None
+    view = policy_view(stale, report)
+    assert (view["pathInUse"], view["onBackup"], view["failoverCount"], view["bytesRouted"]) == (
+        "m-a-b-lte", True, 1, 900,
+    )  # fmt: skip
+    assert site_report(a, "bulk") is None
+    assert site_report(None, "voice") is None
