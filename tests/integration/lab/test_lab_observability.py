@@ -3,8 +3,7 @@
 One lab (three sites) for the module, started with ``patronus lab up``. Faults are injected the way an
 operator meets them (a WAN link cut or lossy with ``impair``, an agent frozen) and every test undoes its
 own. The lab's Prometheus evaluates the production rules 30 times faster, so each alert shows within
-seconds. Tests that read the agents' metrics wait for the agent's exporter (``--metrics-port``): until
-it is on this branch they are skipped with that reason.
+seconds.
 """
 
 from __future__ import annotations
@@ -31,37 +30,12 @@ from patronus.lab.plan import LabPlan
 from patronus.lab.supervisor import LAB_NAMESPACE, MESH_NAME, LabFiles
 from patronus.topology.mesh import path_name
 from tests.integration.lab import require_root, unique_prefix
+from tests.support.waiting import eventually_sync as eventually
 from tests.unit.monitoring.test_rules import dashboard_exprs
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 LAB_GRAFANA = {"$__rate_interval": "30s", "$__interval": "2s", "$__range": "5m", "$site": ".*", "$path": ".*"}
-
-
-def agent_exporter_present() -> bool:
-    out = subprocess.run(
-        [sys.executable, "-m", "patronus", "agent", "run", "--help"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    return "--metrics-port" in out
-
-
-needs_exporter = pytest.mark.skipif(
-    not agent_exporter_present(),
-    reason="waiting for the agent's /metrics exporter (patronus agent run --metrics-port)",
-)
-
-
-def eventually(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @dataclass
@@ -142,7 +116,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         assert "Prometheus: http://127.0.0.1:" in up.stderr
         assert "Dashboard: http://127.0.0.1:" in up.stderr
         running = Lab(files.load_plan(), files, json.loads(files.ready.read_text()), str(binaries.kubectl))
-        eventually(lambda: set(running.path_states().values()) == {"up"}, 90, "every path up")
+        eventually(lambda: set(running.path_states().values()) == {"up"}, timeout=90, what="every path up")
         yield running
     finally:
         down = subprocess.run(
@@ -161,7 +135,7 @@ def clean_links(lab: Lab) -> Iterator[None]:
     yield
     for link in lab.plan.links:
         impair.clear(lab.plan, link)
-    eventually(lambda: set(lab.path_states().values()) == {"up"}, 60, "every path up again")
+    eventually(lambda: set(lab.path_states().values()) == {"up"}, timeout=60, what="every path up again")
 
 
 def fiber(source: str, destination: str) -> str:
@@ -183,7 +157,7 @@ def test_prometheus_scrapes_the_operator_and_has_a_target_per_agent(lab: Lab) ->
     operator = next(t for t in targets if t["labels"]["job"] == "patronus-operator")
     assert operator["health"] == "up", operator["lastError"]
     active = 'patronus_operator_sites_total{phase="Active"} == 3'
-    eventually(lambda: lab.query(active), 60, "the operator's gauge of three Active sites")
+    eventually(lambda: lab.query(active), timeout=60, what="the operator's gauge of three Active sites")
     rules = lab.api("/api/v1/rules")["groups"]
     alerts = {r["name"]: r for g in rules for r in g["rules"] if r["type"] == "alerting"}
     assert alerts["PatronusPathDegraded"]["duration"] == 20  # 10m / 30: the lab's quickened copy
@@ -194,20 +168,24 @@ def test_prometheus_scrapes_the_operator_and_has_a_target_per_agent(lab: Lab) ->
 
 
 def test_every_operator_panel_returns_data(lab: Lab) -> None:
-    exprs = [e for e in dashboard_exprs() if "patronus_operator_" in e]
+    exprs = [e for e in dashboard_exprs(annotations=False) if "patronus_operator_" in e]
     assert len(exprs) >= 6
     _require_data(lab, exprs)
 
 
-@needs_exporter
 @pytest.mark.usefixtures("clean_links")
 def test_every_agent_panel_returns_data(lab: Lab) -> None:
-    eventually(lambda: len(lab.query("patronus_agent_config_info")) == 3, 30, "every agent scraped")
+    eventually(
+        lambda: len(lab.query("patronus_agent_config_info")) == 3, timeout=30, what="every agent scraped"
+    )
     # A failover, so the failover panels have something to count (a counter appears with its first move).
     impair.set_impairment(lab.plan, "a/fiber", Impairment(down=True))
-    eventually(lambda: lab.query("patronus_policy_failovers_total"), 30, "a failover counted")
+    eventually(lambda: lab.query("patronus_policy_failovers_total"), timeout=30, what="a failover counted")
     impair.clear(lab.plan, "a/fiber")
-    exprs = [e for e in dashboard_exprs() if "patronus_operator_" not in e]
+    # increase() needs two samples of the counter, which appears with its first failover.
+    samples = "count_over_time(patronus_policy_failovers_total[1h]) >= 3"
+    eventually(lambda: lab.query(samples), timeout=30, what="three samples of the failover counter")
+    exprs = [e for e in dashboard_exprs(annotations=False) if "patronus_operator_" not in e]
     _require_data(lab, exprs)
 
 
@@ -229,43 +207,58 @@ def _firing(lab: Lab, alert: str, **labels: str) -> Callable[[], bool]:
     return lambda: any(all(a.get(k) == v for k, v in labels.items()) for a in lab.alerts(alert))
 
 
-@needs_exporter
 @pytest.mark.usefixtures("clean_links")
 def test_path_down_fires_on_a_cut_link_and_clears(lab: Lab) -> None:
     assert lab.alerts("PatronusPathDown") == []
     impair.set_impairment(lab.plan, "a/fiber", Impairment(down=True))
     eventually(
-        _firing(lab, "PatronusPathDown", path=fiber("a", "b"), site="a"), 30, "PathDown for a->b fiber"
+        _firing(lab, "PatronusPathDown", path=fiber("a", "b"), site="a"),
+        timeout=30,
+        what="PathDown for a->b fiber",
     )
     eventually(
-        _firing(lab, "PatronusPathDown", path=fiber("b", "a"), site="b"), 30, "PathDown for b->a fiber"
+        _firing(lab, "PatronusPathDown", path=fiber("b", "a"), site="b"),
+        timeout=30,
+        what="PathDown for b->a fiber",
     )
     assert not _firing(lab, "PatronusPathDown", path=path_name(MESH_NAME, "a", "b", "lte"))()
     impair.clear(lab.plan, "a/fiber")
-    eventually(lambda: lab.alerts("PatronusPathDown") == [], 30, "PathDown to clear")
+    eventually(lambda: lab.alerts("PatronusPathDown") == [], timeout=30, what="PathDown to clear")
 
 
-@needs_exporter
 @pytest.mark.usefixtures("clean_links")
 def test_path_degraded_fires_after_its_wait_and_clears(lab: Lab) -> None:
     impair.set_impairment(lab.plan, "b/lte", Impairment(loss_pct=30))
     degraded = path_name(MESH_NAME, "b", "a", "lte")
-    eventually(_firing(lab, "PatronusPathDegraded", path=degraded), 90, "PathDegraded for b->a lte")
+    eventually(
+        _firing(lab, "PatronusPathDegraded", path=degraded), timeout=90, what="PathDegraded for b->a lte"
+    )
     impair.clear(lab.plan, "b/lte")
-    eventually(lambda: not _firing(lab, "PatronusPathDegraded", path=degraded)(), 90, "PathDegraded to clear")
+    eventually(
+        lambda: not _firing(lab, "PatronusPathDegraded", path=degraded)(),
+        timeout=90,
+        what="PathDegraded to clear",
+    )
 
 
-@needs_exporter
 @pytest.mark.usefixtures("clean_links")
 def test_failover_flapping_fires_on_three_failovers_and_clears(lab: Lab) -> None:
     for _ in range(3):
         impair.set_impairment(lab.plan, "a/fiber", Impairment(down=True))
-        eventually(lambda: _on_backup(lab) == 1, 20, "voice on its backup")
+        eventually(lambda: _on_backup(lab) == 1, timeout=20, what="voice on its backup")
         impair.clear(lab.plan, "a/fiber")
-        eventually(lambda: _on_backup(lab) == 0, 40, "voice back on its primary (after the cooldown)")
-    eventually(_firing(lab, "PatronusFailoverFlapping", policy="voice", site="a"), 30, "FailoverFlapping")
+        eventually(
+            lambda: _on_backup(lab) == 0, timeout=40, what="voice back on its primary (after the cooldown)"
+        )
+    eventually(
+        _firing(lab, "PatronusFailoverFlapping", policy="voice", site="a"),
+        timeout=30,
+        what="FailoverFlapping",
+    )
     # The window is 30 minutes, 60 s in the lab: the alert ends when the failovers age out of it.
-    eventually(lambda: lab.alerts("PatronusFailoverFlapping") == [], 120, "FailoverFlapping to clear")
+    eventually(
+        lambda: lab.alerts("PatronusFailoverFlapping") == [], timeout=120, what="FailoverFlapping to clear"
+    )
 
 
 def _on_backup(lab: Lab) -> int | None:
@@ -277,17 +270,18 @@ def _on_backup(lab: Lab) -> int | None:
     return 0 if paths == {fiber("a", "b")} else None
 
 
-@needs_exporter
 def test_site_agent_stale_fires_for_a_frozen_agent_and_clears(lab: Lab) -> None:
-    eventually(lambda: len(lab.query("patronus_agent_config_info")) == 3, 30, "every agent scraped")
+    eventually(
+        lambda: len(lab.query("patronus_agent_config_info")) == 3, timeout=30, what="every agent scraped"
+    )
     pid = lab.agent_pid("c")
     os.kill(pid, signal.SIGSTOP)  # alive but silent: its scrapes time out, as with a hung or dead agent
     try:
-        eventually(_firing(lab, "PatronusSiteAgentStale", site="c"), 30, "SiteAgentStale for c")
+        eventually(_firing(lab, "PatronusSiteAgentStale", site="c"), timeout=30, what="SiteAgentStale for c")
         assert not _firing(lab, "PatronusSiteAgentStale", site="a")()
     finally:
         os.kill(pid, signal.SIGCONT)
-    eventually(lambda: lab.alerts("PatronusSiteAgentStale") == [], 30, "SiteAgentStale to clear")
+    eventually(lambda: lab.alerts("PatronusSiteAgentStale") == [], timeout=30, what="SiteAgentStale to clear")
 
 
 # -- the dashboard in a real browser ---------------------------------------------------------------

@@ -39,10 +39,12 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([binary, *args], capture_output=True, text=True, timeout=120, check=False)
 
 
-def dashboard_exprs() -> list[str]:
+def dashboard_exprs(*, annotations: bool = True) -> list[str]:
+    """Every panel's PromQL (and the annotations', unless ``annotations`` is false)."""
     board: dict[str, Any] = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in board["panels"] for t in p.get("targets") or ()]
-    exprs += [a["expr"] for a in board["annotations"]["list"] if "expr" in a]
+    if annotations:
+        exprs += [a["expr"] for a in board["annotations"]["list"] if "expr" in a]
     return exprs
 
 
