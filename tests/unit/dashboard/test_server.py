@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 
 import orjson
@@ -10,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from patronus.dashboard.auth import Decision
-from patronus.dashboard.server import COOKIE, Dashboard, make_app
+from patronus.dashboard.server import COOKIE, STATIC, Dashboard, make_app
 from patronus.dashboard.watcher import Watcher
 from patronus.kube.fake import FakeKube
 from patronus.kube.resource import PATH, SITE
@@ -167,3 +168,15 @@ async def test_a_sites_policy_report_moves_the_policy_at_once(client: TestClient
     delta = await asyncio.wait_for(until_on_backup(), 5)
     assert [s["toPath"] for s in delta["switches"]] == [path_name("a", "b", "lte")]  # type: ignore[union-attr, index]
     response.close()
+
+
+def test_every_asset_the_pages_load_is_in_the_package() -> None:
+    """The libraries come from web/package-lock.json via make setup; nothing is fetched from elsewhere."""
+    for page in ("index.html", "login.html"):
+        html = (STATIC / page).read_text()
+        sources = re.findall(r'(?:src|href)="(/static/[^"]+)"', html)
+        assert sources
+        for source in sources:
+            assert (STATIC / source.removeprefix("/static/")).is_file(), f"{page}: {source} is missing"
+        assert "http://" not in html
+        assert "https://" not in html
