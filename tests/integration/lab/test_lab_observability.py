@@ -332,6 +332,7 @@ async def test_the_dashboard_in_a_browser_follows_a_cut_link_live(lab: Lab) -> N
             assert refused.status == 401
             problems.clear()  # the 401 above is logged by the browser as a failed resource, on purpose
             await page.goto(f"{lab.dashboard}login#token={lab.token}")
+            await page.wait_for_url(lab.dashboard, timeout=20_000)  # signed in: the login page moved on
 
             await poll(page, "document.body.dataset.topology === 'ready'", 20, "the topology")
             nodes = await page.evaluate("window.patronus.cy.nodes().map((n) => n.id()).sort()")
