@@ -96,7 +96,7 @@ async def report(kube: FakeKube, name: str, state: str, rng: random.Random) -> N
     health = {"latencyMs": round(rng.uniform(5, 60), 2), "jitterMs": round(rng.uniform(0, 4), 2),
               "packetLossPct": 0.0, "healthScore": round(rng.uniform(80, 99), 1)}  # fmt: skip
     status = {"state": state, "lastChecked": format_time(datetime.now(UTC), millis=True), "health": health}
-    patch = {"metadata": {"name": name}, "status": status}  # the fake nulls a name the patch leaves out
+    patch = {"status": status}
     await kube.patch_merge(PATH, NAMESPACE, name, patch, subresource="status")
 
 
@@ -220,7 +220,7 @@ def progress(message: str) -> None:
 
 
 async def main(sites: int, per_second: int, seconds: float) -> None:
-    kube = FakeKube(history=4000)  # its watches drop what falls off this history: keep it long
+    kube = FakeKube(history=4000)  # long enough that the dashboard's watch never falls behind it
     objects = world(sites)
     kube.seed(*objects)
     names = {

@@ -157,6 +157,7 @@ class AgentCore:
         self._paths = {path.name: path for path in target.config.paths}
         self.measurements.retain(plan.probers)
         self.metrics.retain_paths(set(plan.probers))
+        self.metrics.retain_policies({policy.name for policy in plan.policies})
         self.latest = {name: result for name, result in self.latest.items() if name in plan.probers}
         self.applied, self.applied_at, self.apply_error = target, self._clock.now().timestamp(), None
         self.metrics.config_applies.labels(self.identity.site, "success").inc()

@@ -134,6 +134,7 @@ class AgentMetrics:
         info.labels(site, version).set(1)
         r.register(SnapshotCollector(site, snapshot))
         self._paths: dict[str, tuple[str, str]] = {}  # path -> (underlay, destination) it was seen with
+        self._policies: set[str] = set()
 
     def observe_check(self, path: str, underlay: str, destination: str, raw: CheckResult) -> None:
         labels = (self.site, path, underlay, destination)
@@ -159,6 +160,17 @@ class AgentMetrics:
     def retain_paths(self, paths: set[str]) -> None:
         for gone in set(self._paths) - paths:
             self.forget_path(gone)
+
+    def retain_policies(self, policies: set[str]) -> None:
+        """Per-policy counters for exactly ``policies``: a new policy's start at 0, so that its first
+        failover is an increase Prometheus sees (a series born at 1 hides that move from rate())."""
+        for policy in policies - self._policies:
+            for counter in (self.failovers, self.switch_errors):
+                counter.labels(self.site, policy)
+        for policy in self._policies - policies:
+            for counter in (self.failovers, self.switch_errors):
+                counter.remove(self.site, policy)
+        self._policies = set(policies)
 
 
 def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:

@@ -243,6 +243,8 @@ class FakeKube:
         deadline = asyncio.get_running_loop().time() + timeout_seconds if timeout_seconds else None
         seen = since
         while not self._closed:
+            if seen + 1 < self._oldest:
+                raise GoneError(410, "Expired", f"too old resource version: {seen} ({self._oldest - 1})")
             for revision, plural, type_, obj in list(self._history):
                 if revision <= seen or plural != kind.plural:
                     continue
@@ -458,7 +460,7 @@ class FakeKube:
         stored.obj["metadata"]["resourceVersion"] = str(revision)
         self._objects[key] = stored
         self._kinds[kind.plural] = kind
-        self._history.append((revision, kind.plural, event, copy.deepcopy(stored.obj)))
+        self._remember(revision, kind.plural, event, copy.deepcopy(stored.obj))
         return stored.obj
 
     def _remove(self, kind: ResourceKind, key: Key) -> None:
@@ -467,13 +469,19 @@ class FakeKube:
         self._current = revision
         gone = copy.deepcopy(stored.obj)
         gone["metadata"]["resourceVersion"] = str(revision)
-        self._history.append((revision, kind.plural, "DELETED", gone))
+        self._remember(revision, kind.plural, "DELETED", gone)
         if self.garbage_collect:
             uid = stored.obj["metadata"].get("uid")
             for other_key, other in list(self._objects.items()):
                 refs = other.obj["metadata"].get("ownerReferences") or []
                 if other_key in self._objects and any(ref.get("uid") == uid for ref in refs):
                     self._remove(self._kinds[other_key[0]], other_key)
+
+    def _remember(self, revision: int, plural: str, event: str, obj: Object) -> None:
+        if len(self._history) == self._history.maxlen:
+            # The oldest event falls off: a watch from before it could miss it, so it is Gone now.
+            self._oldest = self._history[0][0] + 1
+        self._history.append((revision, plural, event, obj))
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -492,9 +500,8 @@ def _scope(kind: ResourceKind, subresource: str | None) -> str:
 def _scoped(body: Object, kind: ResourceKind, scope: str) -> Object:
     """What of ``body`` a write to ``scope`` may set: status alone, or everything but status."""
     identity = {k: v for k, v in body.items() if k in ("apiVersion", "kind")}
-    meta = body.get("metadata") or {}
     if scope == "status":
-        return {**identity, "metadata": {"name": meta.get("name")}, "status": body.get("status") or {}}
+        return {**identity, "status": body.get("status") or {}}
     if kind.plural in STATUS_SUBRESOURCE_KINDS:
         return {k: v for k, v in body.items() if k != "status"}
     return body

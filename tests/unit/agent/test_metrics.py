@@ -76,6 +76,16 @@ def test_the_series_in_base_units() -> None:
     assert samples["patronus_agent_info{site=a,version=0.1.0}"] == 1
 
 
+def test_a_policy_s_counters_exist_at_zero_before_its_first_failover() -> None:
+    metrics = AgentMetrics("a", "0.1.0")
+    metrics.retain_policies({"voice", "bulk"})
+    text = generate_latest(metrics.registry).decode()
+    assert 'patronus_policy_failovers_total{policy="voice",site="a"} 0.0' in text
+    assert 'patronus_policy_switch_errors_total{policy="bulk",site="a"} 0.0' in text
+    metrics.retain_policies({"bulk"})
+    assert 'policy="voice"' not in generate_latest(metrics.registry).decode()
+
+
 def test_a_removed_path_loses_its_series() -> None:
     metrics = AgentMetrics("a", "0.1.0")
     metrics.observe_check(FIBER, "fiber", "b", CHECK)

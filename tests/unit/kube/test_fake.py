@@ -121,3 +121,29 @@ def test_merge_patch_follows_rfc_7386() -> None:
         "a": {"c": 2, "e": 3},
         "d": [2],
     }
+
+
+async def test_a_status_merge_patch_touches_only_the_status() -> None:
+    fake = FakeKube()
+    await fake.create(
+        {
+            "apiVersion": SITE.api_version,
+            "kind": "Site",
+            "metadata": {"name": "a", "namespace": "ns"},
+            "spec": {"x": 1},
+        }
+    )
+    patched = await fake.patch_merge(SITE, "ns", "a", {"status": {"phase": "Active"}}, subresource="status")
+    assert patched["metadata"]["name"] == "a"
+    assert patched["status"] == {"phase": "Active"}
+    assert patched["spec"] == {"x": 1}
+
+
+async def test_a_watch_that_needs_events_the_history_no_longer_holds_is_gone() -> None:
+    fake = FakeKube(history=3)
+    first = await fake.create(config_map("a"))
+    for index in range(5):
+        await fake.apply(config_map("a", n=str(index)), field_manager="m")
+    with pytest.raises(GoneError):
+        async for _ in fake.watch(CONFIG_MAP, "ns", resource_version=first["metadata"]["resourceVersion"]):
+            pass
