@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the tests need on a fresh machine of this kind: Debian packages, the Python virtualenv,
-# and the control-plane binaries (built once, cached in ~/.cache/patronus). Safe to run again: each
+# the control-plane binaries and wireguard-go (built once, cached in ~/.cache/patronus). Safe to run again: each
 # step is skipped when it is already done.
 set -euo pipefail
 
@@ -40,3 +40,5 @@ fi
 
 command -v go >/dev/null || { echo "error: Go 1.26 is needed to build the control plane" >&2; exit 1; }
 "$here/scripts/build-controlplane.sh" >/dev/null
+# The agent prefers this build to Debian's wireguard-go (kept as the fallback): it has the TUN offloads.
+"$here/scripts/build-wireguard-go.sh" >/dev/null
