@@ -150,7 +150,7 @@ def test_overlay_ping_is_encrypted_on_the_underlay(pair: Pair) -> None:
     }}
     """
     run(["nft", "-f", "-"], netns=pair.b, input=watch)
-    assert wa.sync_peers([peer(pub_b, B_IP, B_OVERLAY)]) == [
+    assert wa.sync_peers([peer(pub_b, B_IP, B_OVERLAY)]).applied == [
         ["peer", pub_b, "endpoint", f"{B_IP}:{WG_PORT}", "persistent-keepalive", "off",
          "allowed-ips", f"{B_OVERLAY}/32"],
     ]  # fmt: skip
@@ -163,7 +163,7 @@ def test_overlay_ping_is_encrypted_on_the_underlay(pair: Pair) -> None:
     assert counter(pair.b, "watch", "icmp_wg") >= 3  # the pings arrived, decrypted, on the tunnel
     assert counter(pair.b, "watch", "wg_u0") >= 3  # as WireGuard UDP on the underlay
     assert counter(pair.b, "watch", "icmp_u0") == 0  # and never as clear ICMP
-    assert wa.sync_peers([peer(pub_b, B_IP, B_OVERLAY)]) == []  # in sync: nothing to do
+    assert wa.sync_peers([peer(pub_b, B_IP, B_OVERLAY)]).applied == []  # in sync: nothing to do
 
 
 def test_changing_one_peer_leaves_the_other_session_alone(pair: Pair) -> None:
@@ -176,7 +176,7 @@ def test_changing_one_peer_leaves_the_other_session_alone(pair: Pair) -> None:
     before = wa.counters()[pub_b]
     assert before.latest_handshake > 0
     c_v2 = PeerSpec.create(pub_c, "192.168.77.4:51820", ["100.96.0.3/32", "10.3.0.0/16"], 25)
-    plan = wa.sync_peers([peer(pub_b, B_IP, B_OVERLAY), c_v2])
+    plan = wa.sync_peers([peer(pub_b, B_IP, B_OVERLAY), c_v2]).applied
     assert [change[1] for change in plan] == [pub_c]  # only C was touched
     after = wa.counters()
     assert after[pub_b].latest_handshake == before.latest_handshake
@@ -245,35 +245,58 @@ def test_marked_traffic_takes_the_path_tunnel(pair: Pair) -> None:
     PathRouting(pair.a).apply(
         [RoutingPolicy("voice", 1, PolicyMatch("udp", ((5000, 5000),)), "path-wg")], marks
     )
-    watch = f"""table inet watch {{
-        counter tunnel {{ }}
-        counter clear {{ }}
-        chain input {{
-            type filter hook input priority 0;
-            iifname "{wb.name}" udp dport {{ 5000, 6000 }} counter name tunnel
-            iifname "u0" udp dport {{ 5000, 6000 }} counter name clear
-        }}
-    }}
-    """
-    run(["nft", "-f", "-"], netns=pair.b, input=watch)
-    # Rerouting keeps the source address the first route lookup chose, and B's tunnel accepts only A's
-    # allowed IPs: local senders bind the overlay address (forwarded LAN traffic carries its own).
-    # (The unmatched packets go from the underlay address: B answers them with ICMP errors, which must
-    # not race a handshake from B's side against A's.)
-    script = (
-        "import socket\n"
-        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
-        f"s.bind(({A_OVERLAY!r},0))\n"
-        "u=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
-        "for p in (5000,5000,5000): s.sendto(b'x'*64,('10.2.0.1',p))\n"
-        "for p in (6000,6000): u.sendto(b'x'*64,('10.2.0.1',p))\n"
+    # Counted by sockets pinned to each interface (not nft counters: wireguard-go coalesces the tunnel's
+    # datagrams of one flow (GRO) into fewer, larger packets before the kernel sees them).
+    receiver = subprocess.Popen(
+        ["ip", "netns", "exec", pair.b, sys.executable, "-c", _BY_DEVICE, "5", wb.name, "u0", "5000", "6000"],
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    run([sys.executable, "-c", script], netns=pair.a)
-    deadline = time.monotonic() + 3
-    while counter(pair.b, "watch", "tunnel") < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert counter(pair.b, "watch", "tunnel") == 3
-    assert counter(pair.b, "watch", "clear") == 2
+    try:
+        assert receiver.stdout is not None
+        assert receiver.stdout.readline().strip() == "ready"
+        # Rerouting keeps the source address the first route lookup chose, and B's tunnel accepts only
+        # A's allowed IPs: local senders bind the overlay address (forwarded LAN traffic carries its own).
+        # (The unmatched packets go from the underlay address: B answers them with ICMP errors, which
+        # must not race a handshake from B's side against A's.)
+        script = (
+            "import socket\n"
+            "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+            f"s.bind(({A_OVERLAY!r},0))\n"
+            "u=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+            "for p in (5000,5000,5000): s.sendto(b'x'*64,('10.2.0.1',p))\n"
+            "for p in (6000,6000): u.sendto(b'x'*64,('10.2.0.1',p))\n"
+        )
+        run([sys.executable, "-c", script], netns=pair.a)
+        counts = json.loads(receiver.communicate(timeout=15)[0])
+    finally:
+        receiver.kill()
+        receiver.wait()
+    assert counts == {f"{wb.name}:5000": 3, f"{wb.name}:6000": 0, "u0:5000": 0, "u0:6000": 2}
+
+
+_BY_DEVICE = """
+import json, select, socket, sys, time
+expected, devices, ports = int(sys.argv[1]), sys.argv[2:4], [int(p) for p in sys.argv[4:]]
+sockets = {}
+for device in devices:
+    for port in ports:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+        s.bind(("0.0.0.0", port))
+        sockets[s] = f"{device}:{port}"
+counts = dict.fromkeys(sockets.values(), 0)
+print("ready", flush=True)
+# Until the expected datagrams are in (or 8 s), then half a second more for any that should not come.
+deadline = time.monotonic() + 8
+while time.monotonic() < deadline:
+    for s in select.select(list(sockets), [], [], 0.1)[0]:
+        s.recv(65535)
+        counts[sockets[s]] += 1
+    if sum(counts.values()) >= expected:
+        deadline = min(deadline, time.monotonic() + 0.5)
+print(json.dumps(counts), flush=True)
+"""
 
 
 _RECEIVER = """

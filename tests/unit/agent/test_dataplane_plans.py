@@ -28,8 +28,8 @@ from patronus.agent.dataplane.wireguard import (
 )
 
 KEY_A = "A" * 43 + "="
-KEY_B = "B" * 43 + "="
-KEY_C = "C" * 43 + "="
+KEY_B = "B" * 42 + "A="
+KEY_C = "C" * 42 + "A="
 PRIVATE = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from patronus.agent.dataplane import qos
+from patronus.agent.dataplane import qos, validate
 from patronus.agent.dataplane.commands import CommandError, Runner, run
 from patronus.agent.dataplane.routing import TABLE_NAME, remove_path_rules
 from patronus.agent.dataplane.wireguard import remove_interface
@@ -17,9 +17,10 @@ from patronus.agent.dataplane.wireguard import remove_interface
 
 def delete_table(netns: str | None = None, table_name: str = TABLE_NAME, runner: Runner = run) -> None:
     """Delete ``inet <table_name>`` if it exists."""
-    result = runner(["nft", "delete", "table", "inet", table_name], netns=netns, check=False)
+    command = ["nft", "delete", "table", "inet", validate.table(table_name)]
+    result = runner(command, netns=netns, check=False)
     if result.returncode != 0 and "No such file" not in result.stderr:
-        raise CommandError(["nft", "delete", "table", "inet", table_name], result.returncode, result.stderr)
+        raise CommandError(command, result.returncode, result.stderr)
 
 
 def teardown(

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from patronus.agent.dataplane import validate
+
 DEFAULT_TIMEOUT_SECONDS = 30.0
 """No data-plane command legitimately takes longer; a hung one must not hang the agent."""
 
@@ -44,8 +46,9 @@ class Runner(Protocol):
 
 
 def in_netns(args: Sequence[str], netns: str | None) -> list[str]:
-    """``args`` prefixed with ``ip netns exec <netns>`` when a namespace is given."""
-    return ["ip", "netns", "exec", netns, *args] if netns else list(args)
+    """``args`` prefixed with ``ip netns exec <netns>`` when a namespace is given (a plain file name in
+    /run/netns: no path, no option)."""
+    return ["ip", "netns", "exec", validate.netns(netns), *args] if netns else list(args)
 
 
 def run(

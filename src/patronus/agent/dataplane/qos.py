@@ -10,12 +10,17 @@ Every class is a direct child of the root with ``ceil = rate``, so a policy neve
 bandwidth; the QoS class only sets htb's ``prio`` (realtime dequeued before bulk when the link is the
 bottleneck). The class minors come from :func:`class_minors` and must be the ones given to
 :func:`~patronus.agent.dataplane.routing.render_nftables` as ``priorities``.
+
+Interface names, rates and class ids are checked by :mod:`patronus.agent.dataplane.validate` as the
+commands are built; an unknown QoS class is refused rather than guessed.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
+from patronus.agent.dataplane import validate
 from patronus.agent.dataplane.commands import CommandError, Runner, run
 
 HANDLE = "1:"
@@ -30,6 +35,8 @@ CLASS_PRIORITY = {
     "scavenger": 6,
 }
 """htb prio per QoS class: lower is served first."""
+_HANDLE = re.compile(r"[0-9a-f]{1,4}:[0-9a-f]{1,4}")
+"""A class id as tc prints it; anything else read back is not passed to ``tc class del``."""
 _MTU_BYTES = 1514
 _MAX_QUANTUM = 200_000
 
@@ -39,12 +46,23 @@ QosEntry = tuple[str, str, int]
 
 def class_minors(policy_names: Iterable[str]) -> dict[str, int]:
     """The htb class minor of each shaped policy, by sorted name, from ``FIRST_POLICY_MINOR``."""
-    return {name: FIRST_POLICY_MINOR + i for i, name in enumerate(sorted(set(policy_names)))}
+    names = sorted(set(policy_names))
+    if FIRST_POLICY_MINOR + len(names) - 1 > validate.MAX_CLASS_MINOR:
+        raise validate.UnsafeValue(f"too many shaped policies for one htb qdisc: {len(names)}")
+    return {name: FIRST_POLICY_MINOR + i for i, name in enumerate(names)}
 
 
 def classid(minor: int) -> str:
     """``1:<minor>`` in tc's hexadecimal notation (nft's ``meta priority`` uses the same)."""
-    return f"1:{minor:x}"
+    return f"1:{validate.class_minor(minor):x}"
+
+
+def _class_priority(qos_class: str | None) -> int:
+    if qos_class is None:
+        return CLASS_PRIORITY["default"]
+    if not isinstance(qos_class, str) or qos_class not in CLASS_PRIORITY:
+        raise validate.UnsafeValue(f"unknown QoS class {qos_class!r}")
+    return CLASS_PRIORITY[qos_class]
 
 
 def _quantum(rate_bps: int) -> int:
@@ -54,7 +72,7 @@ def _quantum(rate_bps: int) -> int:
 
 
 def _class(interface: str, minor: int, rate_bps: int, prio: int) -> list[str]:
-    rate = f"{rate_bps}bit"
+    rate = f"{validate.rate_bps(rate_bps)}bit"
     return [
         "class", "replace", "dev", interface, "parent", HANDLE, "classid", classid(minor),
         "htb", "rate", rate, "ceil", rate, "prio", str(prio), "quantum", str(_quantum(rate_bps)),
@@ -63,6 +81,11 @@ def _class(interface: str, minor: int, rate_bps: int, prio: int) -> list[str]:
 
 def render_htb(interface: str, classes: Sequence[QosEntry], default_rate_bps: int) -> list[list[str]]:
     """``tc`` argument lists (without ``tc``): the htb root, its default class, one class per policy."""
+    interface = validate.interface(interface)
+    for entry in classes:
+        if not isinstance(entry, tuple | list) or len(entry) != 3:
+            raise validate.UnsafeValue("a QoS entry is (policy, class, rate)")
+        validate.policy_name(entry[0])
     minors = class_minors(name for name, _, _ in classes)
     commands = [
         [
@@ -79,8 +102,8 @@ def render_htb(interface: str, classes: Sequence[QosEntry], default_rate_bps: in
         ],
         _class(interface, DEFAULT_MINOR, default_rate_bps, CLASS_PRIORITY["default"]),
     ]
-    for name, qos_class, rate_bps in sorted(classes):
-        prio = CLASS_PRIORITY.get(qos_class, CLASS_PRIORITY["default"])
+    for name, qos_class, rate_bps in sorted(classes, key=lambda entry: entry[0]):
+        prio = _class_priority(qos_class)
         commands.append(_class(interface, minors[name], rate_bps, prio))
     return commands
 
@@ -95,12 +118,13 @@ def apply_htb(
     """Apply :func:`render_htb` (``replace``, so unchanged classes keep their queues) and delete classes
     no longer wanted."""
     commands = render_htb(interface, classes, default_rate_bps)
+    interface = validate.interface(interface)
     for args in commands:
         runner(["tc", *args], netns=netns)
     wanted = {args[7] for args in commands[1:]}
     shown = runner(["tc", "class", "show", "dev", interface], netns=netns).stdout
     for handle in parse_class_handles(shown):
-        if handle not in wanted:
+        if handle not in wanted and _HANDLE.fullmatch(handle):
             runner(["tc", "class", "del", "dev", interface, "classid", handle], netns=netns, check=False)
 
 
@@ -114,6 +138,7 @@ _NOTHING_TO_DELETE = ("Cannot delete qdisc with handle of zero", "No such file",
 
 def clear(interface: str, netns: str | None = None, runner: Runner = run) -> None:
     """Remove the root qdisc (back to the device default); a no-op when there is none or no device."""
+    interface = validate.interface(interface)
     result = runner(["tc", "qdisc", "del", "dev", interface, "root"], netns=netns, check=False)
     if result.returncode != 0 and not any(text in result.stderr for text in _NOTHING_TO_DELETE):
         raise CommandError(["tc", "qdisc", "del", "dev", interface, "root"], result.returncode, result.stderr)
