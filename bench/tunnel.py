@@ -1,0 +1,356 @@
+"""Tunnel benchmark: one TCP stream over the bare veth, over Debian's wireguard-go, over the wireguard-go
+built from its Go module, and over the module build with 500 policies loaded (nftables marking + htb).
+
+    .venv/bin/python bench/tunnel.py [--seconds 4] [--repeats 3] [--policies 500]
+                                     [--debian /usr/bin/wireguard-go] [--module PATH]
+
+Needs root. Two network namespaces (``tn<random>-a`` and ``-b``) joined by a veth pair stand for two
+sites and their underlay; both are always deleted at the end (which stops the wireguard-go daemons).
+Two tunnels run side by side over the same veth: Debian's wireguard-go (``/usr/bin/wireguard-go``, 2022)
+and the module build (``--module``, default: what ``scripts/build-wireguard-go.sh`` prints; it builds or
+reuses the cached binary). Each is set up the way the agent does it (``WireGuardInterface``).
+
+One measurement: a Python TCP receiver in b (``recv_into`` a 1 MiB buffer) and a Python sender in a
+(``send`` of 256 KiB writes for ``--seconds``) over one connection; throughput is what the receiver got
+over its own elapsed time. CPU is the CPU time (user + system, from ``/proc/<pid>/stat``) of the sender,
+the receiver and the wireguard-go daemons of the tunnel used, over the transfer: kernel work (TCP,
+veth, nftables, htb) done in those processes' context is included, softirq work done elsewhere is not.
+CPU s/Gbit = that CPU time / gigabits received.
+
+The policy variant loads the agent's table (``PathRouting.apply``) with ``--policies`` policies in both
+namespaces and an htb class for every other policy on both module tunnel interfaces. The stream is matched
+by the lowest-priority policy, so every data packet is tried against every other policy first (the worst
+case for the classify chain), is counted, marked into a path table that routes it into the same tunnel,
+and goes through an htb class (10 Gbit/s, so it never limits).
+
+Variants alternate within each repeat (bare, debian, module, module+policies), so a slow moment of the
+shared machine hits all of them; the report gives every raw number, the medians and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from patronus.agent.dataplane import cleanup, qos
+from patronus.agent.dataplane.commands import run
+from patronus.agent.dataplane.routing import (
+    PathRouting,
+    PolicyMatch,
+    RoutingPolicy,
+    assign_path_marks,
+    ensure_path_route,
+    route_table_for,
+)
+from patronus.agent.dataplane.wireguard import PeerSpec, WireGuardInterface
+from patronus.wireguard.keys import generate_private_key, public_key_for
+
+REPO = Path(__file__).resolve().parents[1]
+UNDERLAY = ("192.168.77.1", "192.168.77.2")
+PORT = 5201
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+STREAM_RATE_BPS = 10_000_000_000
+SHAPED_RATE_BPS = 50_000_000
+
+_RECEIVER = """
+import os, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1)
+print("ready", os.getpid(), flush=True)
+conn, _ = s.accept()
+buf = bytearray(1 << 20)
+view, total, start = memoryview(buf), 0, time.monotonic()
+while True:
+    n = conn.recv_into(view)
+    if not n:
+        break
+    total += n
+elapsed, t = time.monotonic() - start, os.times()
+print(total, elapsed, t.user + t.system, flush=True)
+"""
+
+_SENDER = """
+import os, socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+payload, end = memoryview(b"x" * (256 << 10)), time.monotonic() + float(sys.argv[3])
+while time.monotonic() < end:
+    s.sendall(payload)
+s.close()
+t = os.times()
+print(t.user + t.system, flush=True)
+"""
+
+
+@dataclass
+class Tunnel:
+    label: str
+    binary: str
+    names: tuple[str, str]
+    overlays: tuple[str, str]
+    port: int
+    interfaces: tuple[WireGuardInterface, WireGuardInterface] | None = None
+
+
+@dataclass
+class Sample:
+    variant: str
+    gbit_s: float
+    cpu_s: float
+    gbits: float
+
+    @property
+    def cpu_per_gbit(self) -> float:
+        return self.cpu_s / self.gbits if self.gbits else float("nan")
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def module_binary() -> str:
+    out = subprocess.run(
+        [str(REPO / "scripts" / "build-wireguard-go.sh")], capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def version_of(binary: str) -> str:
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False).stdout
+    return out.splitlines()[0] if out else "?"
+
+
+@contextlib.contextmanager
+def namespaces(prefix: str) -> Iterator[tuple[str, str]]:
+    pair = (f"{prefix}-a", f"{prefix}-b")
+    try:
+        for ns in pair:
+            run(["ip", "netns", "add", ns])
+            run(["ip", "link", "set", "lo", "up"], netns=ns)
+        run(
+            [
+                "ip",
+                "link",
+                "add",
+                "u0",
+                "netns",
+                pair[0],
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "u0",
+                "netns",
+                pair[1],
+            ]
+        )
+        for ns, address in zip(pair, UNDERLAY, strict=True):
+            run(["ip", "address", "add", f"{address}/24", "dev", "u0"], netns=ns)
+            run(["ip", "link", "set", "u0", "up"], netns=ns)
+        yield pair
+    finally:
+        for ns in pair:
+            with contextlib.suppress(Exception):
+                cleanup.teardown(ns, [t for t in _ALL_NAMES], shaped_interfaces=["u0"])
+            run(["ip", "netns", "del", ns], check=False)
+
+
+_ALL_NAMES: list[str] = []
+
+
+def start_tunnel(tunnel: Tunnel, pair: tuple[str, str]) -> None:
+    keys = (generate_private_key(), generate_private_key())
+    sides = []
+    for i, ns in enumerate(pair):
+        wg = WireGuardInterface(
+            tunnel.names[i], listen_port=tunnel.port, address=f"{tunnel.overlays[i]}/32",
+            private_key=keys[i], netns=ns, userspace_binary=tunnel.binary,
+        )  # fmt: skip
+        wg.ensure()
+        _ALL_NAMES.append(wg.name)
+        sides.append(wg)
+    for i, wg in enumerate(sides):
+        other = 1 - i
+        peer = PeerSpec.create(public_key_for(keys[other]), f"{UNDERLAY[other]}:{tunnel.port}",
+                               [f"{tunnel.overlays[other]}/32"])  # fmt: skip
+        result = wg.sync_peers([peer])
+        assert result.ok, result.failed
+        run(["ip", "route", "replace", f"{tunnel.overlays[other]}/32", "dev", wg.name], netns=pair[i])
+    tunnel.interfaces = (sides[0], sides[1])
+
+
+def wireguard_pids(names: tuple[str, ...]) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if any(b"wireguard-go" in a for a in argv[:1]) and argv[-2:-1] and argv[-2].decode() in names:
+                pids.append(int(entry.name))
+    return pids
+
+
+def cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
+def transfer(pair: tuple[str, str], address: str, seconds: float, daemons: list[int]) -> tuple[float, float]:
+    """(bits/s received, CPU seconds of sender + receiver + the ``daemons`` over the transfer)."""
+    receiver = subprocess.Popen(
+        ["ip", "netns", "exec", pair[1], sys.executable, "-c", _RECEIVER, address, str(PORT)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert receiver.stdout is not None
+        assert receiver.stdout.readline().startswith("ready")
+        before = cpu_of(daemons)
+        sender = subprocess.run(
+            ["ip", "netns", "exec", pair[0], sys.executable, "-c", _SENDER, address, str(PORT), str(seconds)],
+            capture_output=True, text=True, check=True, timeout=seconds + 60,
+        )  # fmt: skip
+        total, elapsed, receiver_cpu = receiver.communicate(timeout=60)[0].split()
+        daemon_cpu = cpu_of(daemons) - before
+        cpu = float(sender.stdout.strip()) + float(receiver_cpu) + daemon_cpu
+        return int(total) * 8 / float(elapsed), cpu
+    finally:
+        receiver.kill()
+        receiver.wait()
+
+
+def load_policies(pair: tuple[str, str], tunnel: Tunnel, count: int) -> None:
+    """``count`` policies in both namespaces; the stream's policy last; htb classes on both tunnels."""
+    assert tunnel.interfaces is not None
+    marks = assign_path_marks(["bench"])
+    policies = [
+        RoutingPolicy(
+            f"p{i:04d}",
+            1000 - i % 900,
+            PolicyMatch(
+                ("tcp", "udp")[i % 2],
+                dst_ports=((10000 + i, 10000 + i),),
+                dscp=(i % 64) if i % 3 == 0 else None,
+                dst_cidrs=(f"10.{i // 256}.{i % 256}.0/24",) if i % 5 == 0 else (),
+            ),
+            "bench",
+            "business-critical",
+            SHAPED_RATE_BPS if i % 2 == 0 else None,
+        )  # fmt: skip
+        for i in range(count - 1)
+    ]
+    policies.append(
+        RoutingPolicy(
+            "stream", 0, PolicyMatch("tcp", dst_ports=((PORT, PORT),)), "bench", "bulk", STREAM_RATE_BPS
+        )
+    )
+    shaped = [(p.name, p.qos_class or "default", p.bandwidth_bps) for p in policies if p.bandwidth_bps]
+    minors = qos.class_minors(name for name, _, _ in shaped)
+    for i, ns in enumerate(pair):
+        wg = tunnel.interfaces[i]
+        mark = marks["bench"]
+        ensure_path_route(
+            "bench", mark, route_table_for(mark), wg.name, [f"{tunnel.overlays[1 - i]}/32"], netns=ns
+        )
+        PathRouting(ns).apply(policies, marks, priorities=minors)
+        qos.apply_htb(wg.name, [(n, c, int(r)) for n, c, r in shaped if r], STREAM_RATE_BPS, netns=ns)
+
+
+def unload_policies(pair: tuple[str, str], tunnel: Tunnel) -> None:
+    assert tunnel.interfaces is not None
+    for i, ns in enumerate(pair):
+        cleanup.delete_table(ns)
+        qos.clear(tunnel.interfaces[i].name, ns)
+
+
+def measure(variant: str, pair: tuple[str, str], address: str, seconds: float, daemons: list[int]) -> Sample:
+    bps, cpu = transfer(pair, address, seconds, daemons)
+    sample = Sample(variant, bps / 1e9, cpu, bps * seconds / 1e9)
+    say(
+        f"  {variant:<16} {sample.gbit_s:7.3f} Gbit/s  cpu {cpu:6.2f} s  {sample.cpu_per_gbit:6.3f} cpu-s/Gbit"
+    )
+    return sample
+
+
+def report(samples: list[Sample], policies: int) -> None:
+    by: dict[str, list[Sample]] = {}
+    for sample in samples:
+        by.setdefault(sample.variant, []).append(sample)
+    med = {v: statistics.median(s.gbit_s for s in group) for v, group in by.items()}
+    cpu = {v: statistics.median(s.cpu_per_gbit for s in group) for v, group in by.items()}
+    say()
+    say(f"{'variant':<16} {'median Gbit/s':>14} {'raw Gbit/s':<28} {'cpu-s/Gbit':>10} {'x bare':>8}")
+    for variant, group in by.items():
+        raw = ", ".join(f"{s.gbit_s:.3f}" for s in group)
+        say(
+            f"{variant:<16} {med[variant]:14.3f} {raw:<28} {cpu[variant]:10.3f} {med[variant] / med['bare']:8.4f}"
+        )
+    say()
+    say(f"module / debian throughput: {med['module'] / med['debian']:.2f}x (goal: >= 3x)")
+    say(f"module / debian CPU per Gbit: {cpu['module'] / cpu['debian']:.2f}")
+    pairs = [p.gbit_s / m.gbit_s for m, p in zip(by["module"], by[f"module+{policies}"], strict=True)]
+    cost = 1 - med[f"module+{policies}"] / med["module"]
+    say(f"{policies} policies: throughput cost {cost * 100:.1f} % of the median (goal: < 5 %); "
+        f"per repeat (with/without): {', '.join(f'{r:.3f}' for r in pairs)}")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--policies", type=int, default=500)
+    parser.add_argument("--debian", default="/usr/bin/wireguard-go")
+    parser.add_argument("--module", default=None)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        say("needs root (network namespaces, TUN devices)")
+        return 2
+    module = args.module or module_binary()
+    say(f"debian: {args.debian} ({version_of(args.debian)})")
+    say(f"module: {module} ({version_of(module)})")
+    say(
+        f"machine: {os.cpu_count()} CPUs, kernel {os.uname().release}; one TCP stream, Python sender/receiver"
+    )
+    prefix = f"tn{secrets.token_hex(3)}"
+    debian = Tunnel(
+        "debian", args.debian, (f"{prefix}d0", f"{prefix}d1"), ("100.96.1.1", "100.96.1.2"), 51821
+    )
+    mod = Tunnel("module", module, (f"{prefix}m0", f"{prefix}m1"), ("100.96.0.1", "100.96.0.2"), 51820)
+    samples: list[Sample] = []
+    with namespaces(prefix) as pair:
+        for tunnel in (debian, mod):
+            start_tunnel(tunnel, pair)
+        pids = {t.label: wireguard_pids(t.names) for t in (debian, mod)}
+        assert all(len(p) == 2 for p in pids.values()), pids
+        for repeat in range(args.repeats):
+            say(f"repeat {repeat + 1}/{args.repeats}")
+            samples.append(measure("bare", pair, UNDERLAY[1], args.seconds, []))
+            samples.append(measure("debian", pair, debian.overlays[1], args.seconds, pids["debian"]))
+            samples.append(measure("module", pair, mod.overlays[1], args.seconds, pids["module"]))
+            load_policies(pair, mod, args.policies)
+            try:
+                samples.append(
+                    measure(f"module+{args.policies}", pair, mod.overlays[1], args.seconds, pids["module"])
+                )
+            finally:
+                unload_policies(pair, mod)
+    report(samples, args.policies)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,399 @@
+"""Hypothesis strategies for policy tables, an independent oracle of what is valid, and a structural
+checker of the rendered ``nft -f`` script. Shared by the unit fuzz tests and the namespace tests.
+
+The strategies mix well-formed values with hostile ones (nft syntax in names, scope ids in CIDRs,
+out-of-range and wrongly typed numbers). :func:`is_valid` says, without using the renderer's code,
+whether a set of policies is one the renderer must accept; :func:`check_script` parses every line of a
+rendered script with a grammar of the statements the renderer may emit and compares each value with what
+the policy asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import strategies as st
+
+from patronus.agent.dataplane.routing import PolicyMatch, RoutingPolicy
+
+HOSTILE_TEXT = [
+    'x"; flush ruleset; "',
+    "x\ndelete table inet patronus",
+    "x } chain evil { type filter hook input priority 0; drop",
+    "a b",
+    "-x",
+    "x;y",
+    "ée",
+    "",
+    "a" * 300,
+    "a/b",
+    "a\x00b",
+    "A",
+    "a..b",
+    "-a",
+    "a-",
+]
+HOSTILE_CIDRS = [
+    "10.0.0.0/8 ip saddr 1.2.3.4",
+    "fe80::%eth0/64",
+    "10.0.0.0/33",
+    " 10.0.0.0/8",
+    "10.0.0.0/8\n",
+    "10.0.0.0/8 }",
+    "\u0661\u0660.0.0.0/8",  # Arabic-Indic digits, which int() accepts
+    "",
+]
+POLICY_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+INTERFACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
+
+_label = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,8}[a-z0-9])?", fullmatch=True)
+# Up to Kubernetes' 253 characters: counter names past nft's limit are cut and hashed.
+_long_names = st.tuples(st.integers(240, 253), _label).map(
+    lambda t: (t[1] + ("a" * 62 + ".") * 5)[: t[0]].strip(".")
+)
+valid_names = st.one_of(st.lists(_label, min_size=1, max_size=3).map(".".join), _long_names)
+names = st.one_of(valid_names, valid_names, st.sampled_from(HOSTILE_TEXT), st.text(max_size=20))
+
+
+@st.composite
+def _networks(draw: st.DrawFn) -> str:
+    version = draw(st.sampled_from([4, 6]))
+    address = draw(st.ip_addresses(v=version))
+    length = draw(st.integers(0, 32 if version == 4 else 128))
+    return str(ipaddress.ip_network(f"{address}/{length}", strict=False))
+
+
+valid_cidrs = _networks()
+cidrs = st.one_of(_networks(), _networks(), _networks(), st.sampled_from(HOSTILE_CIDRS))
+valid_port_ranges = st.one_of(
+    st.tuples(st.integers(1, 65535), st.integers(1, 65535)).map(lambda r: (min(r), max(r))),
+    st.integers(1, 65535).map(lambda p: (p, p)),
+)
+_port = st.one_of(st.integers(1, 65535), st.sampled_from([0, -1, 65536, True, "80"]))
+port_ranges = st.one_of(valid_port_ranges, st.tuples(_port, _port))
+valid_dscps = st.one_of(st.none(), st.integers(0, 63))
+dscps = st.one_of(valid_dscps, st.sampled_from([-1, 64, True, "46", 46.0]))
+valid_protocols = st.sampled_from(["tcp", "udp", "icmp", "any", "any"])
+protocols = st.one_of(valid_protocols, st.sampled_from(["sctp", "tcp; drop", "TCP", ""]))
+valid_rates = st.one_of(st.none(), st.integers(1, 10**12))
+rates = st.one_of(valid_rates, st.sampled_from([0, -5, 10**13, 1.5, "1000"]))
+
+
+@st.composite
+def policies(draw: st.DrawFn, hostile: bool = True, paths: Sequence[str] = ("fiber", "lte")) -> RoutingPolicy:
+    """A policy; with ``hostile`` each field may be out of range, wrongly typed or carry nft syntax."""
+
+    def pick(valid: st.SearchStrategy[Any], anything: st.SearchStrategy[Any]) -> Any:
+        return draw(anything if hostile else valid)
+
+    match = PolicyMatch(
+        protocol=pick(valid_protocols, protocols),
+        dst_ports=tuple(pick(st.lists(valid_port_ranges, max_size=3), st.lists(port_ranges, max_size=3))),
+        src_ports=tuple(pick(st.lists(valid_port_ranges, max_size=2), st.lists(port_ranges, max_size=2))),
+        dscp=pick(valid_dscps, dscps),
+        src_cidrs=tuple(pick(st.lists(valid_cidrs, max_size=3), st.lists(cidrs, max_size=3))),
+        dst_cidrs=tuple(pick(st.lists(valid_cidrs, max_size=3), st.lists(cidrs, max_size=3))),
+    )
+    return RoutingPolicy(
+        name=pick(valid_names, names),
+        priority=draw(st.integers(0, 1000)),
+        match=match,
+        path=draw(st.one_of(st.none(), st.sampled_from([*paths, "unknown"]))),
+        bandwidth_bps=pick(valid_rates, rates),
+    )
+
+
+valid_marks = st.integers(0, 2**32 - 1)
+marks = st.one_of(valid_marks, st.sampled_from([-1, 2**32, True]))
+valid_minors = st.integers(1, 0xFFFF)
+minors = st.one_of(valid_minors, st.sampled_from([0, 0x10000, -3]))
+valid_interfaces = st.from_regex(INTERFACE, fullmatch=True)
+interfaces = st.one_of(valid_interfaces, st.sampled_from(HOSTILE_TEXT))
+
+
+@dataclass
+class Table:
+    """The renderer's inputs."""
+
+    policies: list[RoutingPolicy]
+    path_marks: dict[str, Any]
+    priorities: dict[str, Any]
+    ingress_exclude: list[str]
+
+
+@st.composite
+def tables(draw: st.DrawFn, max_policies: int = 6, hostile: bool | None = None) -> Table:
+    """Half the tables are well-formed throughout, half may carry hostile values anywhere."""
+    hostile = draw(st.booleans()) if hostile is None else hostile
+    found = draw(st.lists(policies(hostile), max_size=max_policies, unique_by=lambda p: str(p.name)))
+    if hostile and found and draw(st.booleans()):
+        found.append(found[0])  # a duplicate name
+    path_marks = {
+        "fiber": draw(marks if hostile else valid_marks),
+        "lte": draw(marks if hostile else valid_marks),
+    }
+    shaped = [p.name for p in found if draw(st.booleans())]
+    return Table(
+        found,
+        path_marks,
+        {name: draw(minors if hostile else valid_minors) for name in shaped},
+        draw(st.lists(interfaces if hostile else valid_interfaces, max_size=2)),
+    )
+
+
+valid_tables = tables(hostile=False)
+
+
+# -- the oracle -------------------------------------------------------------------------------------------
+
+
+def _int_in(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _cidr_ok(text: Any) -> bool:
+    if not isinstance(text, str) or "%" in text or not text.isascii() or text != text.strip():
+        return False
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _policy_ok(policy: RoutingPolicy) -> bool:
+    match = policy.match
+    ports = [*match.dst_ports, *match.src_ports]
+    return (
+        isinstance(policy.name, str)
+        and POLICY_NAME.fullmatch(policy.name) is not None
+        and len(policy.name) <= 253
+        and match.protocol in ("tcp", "udp", "icmp", "any")
+        and all(_int_in(a, 1, 65535) and _int_in(b, 1, 65535) and a <= b for a, b in ports)
+        and (match.dscp is None or _int_in(match.dscp, 0, 63))
+        and all(_cidr_ok(c) for c in (*match.src_cidrs, *match.dst_cidrs))
+        and (policy.bandwidth_bps is None or _int_in(policy.bandwidth_bps, 1, 10**12))
+    )
+
+
+def is_valid(table: Table) -> bool:
+    """Whether the renderer must accept ``table`` (decided without the renderer's code)."""
+    names = [p.name for p in table.policies]
+    return (
+        all(_policy_ok(p) for p in table.policies)
+        and len(set(names)) == len(names)
+        and all(_int_in(m, 0, 2**32 - 1) for m in table.path_marks.values())
+        and all(_int_in(m, 1, 0xFFFF) for m in table.priorities.values())
+        and all(isinstance(i, str) and INTERFACE.fullmatch(i) for i in table.ingress_exclude)
+    )
+
+
+# -- the structural check ---------------------------------------------------------------------------------
+
+_ADDR = r"[0-9a-f.:]+/\d+"
+_PORT = r"\d+(?:-\d+)?"
+_CLAUSE = re.compile(
+    rf"meta l4proto (?P<proto>tcp|udp|icmp|ipv6-icmp|\{{ tcp, udp \}}|\{{ icmp, ipv6-icmp \}})"
+    rf"|(?P<fam>ip6?) (?P<dir>saddr|daddr) (?P<cidrs>{_ADDR}|\{{ {_ADDR}(?:, {_ADDR})* \}})"
+    rf"|(?P<dfam>ip6?) dscp (?P<dscp>\d+)"
+    rf"|th (?P<pdir>sport|dport) (?P<ports>{_PORT}|\{{ {_PORT}(?:, {_PORT})* \}})"
+)
+_PROTOCOLS = {
+    "tcp": {"tcp"},
+    "udp": {"udp"},
+    "icmp": {"icmp", "ipv6-icmp", "{ icmp, ipv6-icmp }"},
+    "any": {"{ tcp, udp }"},
+}
+
+
+def _items(text: str) -> list[str]:
+    return text.strip("{} ").split(", ")
+
+
+def _port_set(ranges: Sequence[tuple[int, int]]) -> set[int]:
+    return {port for first, last in ranges for port in range(first, last + 1)}
+
+
+def _covered(networks: Sequence[str], version: int) -> list[Any]:
+    mine = [ipaddress.ip_network(n, strict=False) for n in networks]
+    return list(ipaddress.collapse_addresses([n for n in mine if n.version == version]))
+
+
+def parse_match(text: str) -> dict[str, Any]:
+    """A classify/postrouting match as clauses; AssertionError if any part is not in the grammar."""
+    clauses: dict[str, Any] = {}
+    position = 0
+    while position < len(text):
+        found = _CLAUSE.match(text, position)
+        assert found, f"not a statement the renderer emits: {text[position:]!r}"
+        kind = next(k for k in ("proto", "cidrs", "dscp", "ports") if found.group(k) is not None)
+        key = {"cidrs": f"{found['fam']} {found['dir']}", "dscp": "dscp", "ports": found["pdir"]}.get(
+            kind, "proto"
+        )
+        assert key not in clauses, f"repeated clause {key} in {text!r}"
+        clauses[key] = (found["dfam"], int(found["dscp"])) if kind == "dscp" else found[kind]
+        position = found.end()
+        if position < len(text):
+            assert text[position] == " ", text
+            position += 1
+    return clauses
+
+
+def check_match(text: str, policy: RoutingPolicy) -> int | None:
+    """Compare one match line with what ``policy`` asked for; returns the line's IP family."""
+    clauses = parse_match(text)
+    match = policy.match
+    proto = clauses.pop("proto", None)
+    if match.protocol == "any" and not (match.dst_ports or match.src_ports):
+        assert proto is None, text
+    else:
+        assert proto in _PROTOCOLS[match.protocol], text
+    families = {key.split()[0] for key in clauses if key.startswith("ip")}
+    if "dscp" in clauses:
+        families.add(clauses["dscp"][0])
+    assert len(families) <= 1, text
+    version = {"ip": 4, "ip6": 6}.get(next(iter(families), ""))
+    for direction, wanted in (("saddr", match.src_cidrs), ("daddr", match.dst_cidrs)):
+        got = clauses.pop(f"{'ip' if version == 4 else 'ip6'} {direction}", None)
+        if wanted:
+            assert version is not None, text
+            assert got is not None, text
+            assert _covered(_items(got), version) == _covered(wanted, version), text
+        else:
+            assert got is None, text
+    dscp = clauses.pop("dscp", None)
+    assert (dscp[1] if dscp else None) == match.dscp, text
+    for direction, ranges in (("sport", match.src_ports), ("dport", match.dst_ports)):
+        got = clauses.pop(direction, None)
+        expanded = [tuple(int(x) for x in (item.split("-") * 2)[:2]) for item in _items(got)] if got else []
+        assert _port_set(expanded) == _port_set(ranges), text  # type: ignore[arg-type]
+    assert not clauses, f"unexpected clauses {clauses} in {text!r}"
+    return version
+
+
+def expected_families(policy: RoutingPolicy) -> set[int | None]:
+    """The IP families a policy's rules must cover: one rule per family its CIDRs/DSCP need."""
+    match = policy.match
+    lists = [c for c in (match.src_cidrs, match.dst_cidrs) if c]
+    if lists:
+        versions = [{ipaddress.ip_network(n, strict=False).version for n in cidrs} for cidrs in lists]
+        return set.intersection(*versions)  # type: ignore[arg-type]
+    return {4, 6} if match.dscp is not None else {None}
+
+
+def _counter(prefix: str, name: str) -> str:
+    """Counter names: ``<prefix>_<policy>``, or cut and suffixed with a hash when nft's limit needs it."""
+    full = f"{prefix}_{name}"
+    if len(full) <= 250:
+        return full
+    return f"{full[:239]}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+
+
+def check_script(script: str, table: Table, table_name: str = "patronus") -> dict[str, list[str]]:
+    """Every line of ``script`` is a statement the renderer may emit, carrying exactly the values
+    ``table`` asked for. Returns the rule lines per chain (for comparing with what the kernel loaded)."""
+    lines = script.split("\n")
+    assert lines[-1] == "", "the script ends with a newline"
+    lines = lines[:-1]
+    assert lines[:3] == [
+        f"table inet {table_name}",
+        f"delete table inet {table_name}",
+        f"table inet {table_name} {{",
+    ]
+    ordered = sorted(table.policies, key=lambda p: (-p.priority, p.name))
+    tags = {p.name: 0x50A80001 + i for i, p in enumerate(ordered)}
+    at = 3
+    for policy in ordered:
+        for prefix in ("pol", "new"):
+            line = lines[at]
+            assert line == f"\tcounter {_counter(prefix, policy.name)} {{ }}", line
+            at += 1
+    assert lines[at : at + 2] == ["\tmap policy_path {", "\t\ttype mark : mark"]
+    at += 2
+    elements = [
+        f"0x{tags[p.name]:08x} : 0x{table.path_marks[p.path]:08x}"
+        for p in ordered
+        if p.path in table.path_marks
+    ]
+    if elements:
+        assert lines[at] == "\t\telements = { " + ", ".join(elements) + " }"
+        at += 1
+    assert lines[at] == "\t}"
+    at += 1
+    chains: dict[str, list[str]] = {}
+    while lines[at].startswith("\tchain "):
+        name = re.fullmatch(r"\tchain ([a-z_0-9]+) \{", lines[at])
+        assert name, lines[at]
+        end = lines.index("\t}", at)
+        chains[name[1]] = [line.removeprefix("\t\t") for line in lines[at + 1 : end]]
+        assert all(line.startswith("\t\t") for line in lines[at + 1 : end])
+        at = end + 1
+    assert lines[at:] == ["}"], lines[at:]
+    _check_chains(chains, ordered, tags, table)
+    return chains
+
+
+def _check_chains(
+    chains: dict[str, list[str]], ordered: list[RoutingPolicy], tags: Mapping[str, int], table: Table
+) -> None:
+    bypass = "meta mark 0x00051820 return"
+    assert set(chains) == {f"policy_{i}" for i in range(len(ordered))} | {
+        "classify",
+        "prerouting",
+        "output",
+        "postrouting",
+    }
+    seen = "0x00800000"
+    for i, policy in enumerate(ordered):
+        tag = f"0x{tags[policy.name]:08x}"
+        pol, new = (_counter(prefix, policy.name) for prefix in ("pol", "new"))
+        rules = chains[f"policy_{i}"]
+        assert len(rules) == 3
+        assert rules[0] == (
+            f'ct state new ct mark & {seen} == 0x00000000 ct mark set ct mark | {seen} counter name "{new}"'
+        )
+        assert (
+            rules[1] == f'counter name "{pol}" meta mark set {tag} meta mark set meta mark map @policy_path'
+        )
+        assert rules[2] == f"meta mark {tag} meta mark set 0x00000000"
+    excluded = [f'"{name}"' for name in table.ingress_exclude]
+    expected_pre = ["type filter hook prerouting priority mangle; policy accept;", 'iifname "lo" return']
+    if excluded:
+        expected_pre.append(
+            f"iifname {excluded[0] if len(excluded) == 1 else '{ ' + ', '.join(excluded) + ' }'} return"
+        )
+    assert chains["prerouting"] == [*expected_pre, "jump classify"]
+    assert chains["output"] == ["type route hook output priority mangle; policy accept;", "jump classify"]
+    _check_rules(chains["classify"], bypass, ordered, lambda i, p: f"goto policy_{i}")
+    shaped = [p for p in ordered if p.name in table.priorities]
+    post = chains["postrouting"]
+    assert post[0] == "type filter hook postrouting priority mangle; policy accept;"
+    _check_rules(
+        post[1:],
+        bypass,
+        ordered,
+        lambda i, p: f"meta priority set 1:{table.priorities[p.name]:x} accept" if p in shaped else None,
+    )
+
+
+def _check_rules(rules: list[str], bypass: str, ordered: list[RoutingPolicy], action: Any) -> None:
+    """``rules``: the bypass, then each policy's rules in order, one per family it needs, with ``action``."""
+    assert rules[0] == bypass
+    remaining = rules[1:]
+    for i, policy in enumerate(ordered):
+        verb = action(i, policy)
+        if verb is None:
+            continue
+        wanted = expected_families(policy)
+        mine, remaining = remaining[: len(wanted)], remaining[len(wanted) :]
+        families = set()
+        for text in mine:
+            assert text == verb or text.endswith(" " + verb), (text, verb)
+            families.add(check_match(text[: -len(verb)].rstrip(), policy))
+        assert families == wanted, (policy, families)
+    assert not remaining, remaining
