@@ -36,7 +36,6 @@ import secrets
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +130,8 @@ def version_of(binary: str) -> str:
 
 
 @contextlib.contextmanager
-def namespaces(prefix: str) -> Iterator[tuple[str, str]]:
+def namespaces(prefix: str, interfaces: list[str]) -> Iterator[tuple[str, str]]:
+    """Two namespaces on a veth pair; at the end ``interfaces`` (and so their daemons) and both go."""
     pair = (f"{prefix}-a", f"{prefix}-b")
     try:
         for ns in pair:
@@ -161,11 +161,8 @@ def namespaces(prefix: str) -> Iterator[tuple[str, str]]:
     finally:
         for ns in pair:
             with contextlib.suppress(Exception):
-                cleanup.teardown(ns, [t for t in _ALL_NAMES], shaped_interfaces=["u0"])
+                cleanup.teardown(ns, interfaces, shaped_interfaces=["u0"])
             run(["ip", "netns", "del", ns], check=False)
-
-
-_ALL_NAMES: list[str] = []
 
 
 def start_tunnel(tunnel: Tunnel, pair: tuple[str, str]) -> None:
@@ -177,7 +174,6 @@ def start_tunnel(tunnel: Tunnel, pair: tuple[str, str]) -> None:
             private_key=keys[i], netns=ns, userspace_binary=tunnel.binary,
         )  # fmt: skip
         wg.ensure()
-        _ALL_NAMES.append(wg.name)
         sides.append(wg)
     for i, wg in enumerate(sides):
         other = 1 - i
@@ -250,7 +246,7 @@ def load_policies(pair: tuple[str, str], tunnel: Tunnel, count: int) -> None:
             "bench",
             "business-critical",
             SHAPED_RATE_BPS if i % 2 == 0 else None,
-        )  # fmt: skip
+        )
         for i in range(count - 1)
     ]
     policies.append(
@@ -280,9 +276,8 @@ def unload_policies(pair: tuple[str, str], tunnel: Tunnel) -> None:
 def measure(variant: str, pair: tuple[str, str], address: str, seconds: float, daemons: list[int]) -> Sample:
     bps, cpu = transfer(pair, address, seconds, daemons)
     sample = Sample(variant, bps / 1e9, cpu, bps * seconds / 1e9)
-    say(
-        f"  {variant:<16} {sample.gbit_s:7.3f} Gbit/s  cpu {cpu:6.2f} s  {sample.cpu_per_gbit:6.3f} cpu-s/Gbit"
-    )
+    rate, per_gbit = f"{sample.gbit_s:7.3f} Gbit/s", f"{sample.cpu_per_gbit:6.3f} cpu-s/Gbit"
+    say(f"  {variant:<16} {rate}  cpu {cpu:6.2f} s  {per_gbit}")
     return sample
 
 
@@ -296,9 +291,8 @@ def report(samples: list[Sample], policies: int) -> None:
     say(f"{'variant':<16} {'median Gbit/s':>14} {'raw Gbit/s':<28} {'cpu-s/Gbit':>10} {'x bare':>8}")
     for variant, group in by.items():
         raw = ", ".join(f"{s.gbit_s:.3f}" for s in group)
-        say(
-            f"{variant:<16} {med[variant]:14.3f} {raw:<28} {cpu[variant]:10.3f} {med[variant] / med['bare']:8.4f}"
-        )
+        ratio = med[variant] / med["bare"]
+        say(f"{variant:<16} {med[variant]:14.3f} {raw:<28} {cpu[variant]:10.3f} {ratio:8.4f}")
     say()
     say(f"module / debian throughput: {med['module'] / med['debian']:.2f}x (goal: >= 3x)")
     say(f"module / debian CPU per Gbit: {cpu['module'] / cpu['debian']:.2f}")
@@ -331,7 +325,7 @@ def main() -> int:
     )
     mod = Tunnel("module", module, (f"{prefix}m0", f"{prefix}m1"), ("100.96.0.1", "100.96.0.2"), 51820)
     samples: list[Sample] = []
-    with namespaces(prefix) as pair:
+    with namespaces(prefix, [*debian.names, *mod.names]) as pair:
         for tunnel in (debian, mod):
             start_tunnel(tunnel, pair)
         pids = {t.label: wireguard_pids(t.names) for t in (debian, mod)}

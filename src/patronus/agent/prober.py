@@ -1,4 +1,5 @@
-"""Active path probing over UDP: a responder that echoes probes and a prober that measures one path.
+"""Active path probing over UDP: a prober that measures one path (the responder that echoes its probes
+is :class:`~patronus.agent.responder.ProbeResponder`, re-exported here).
 
 Timing: round-trip times use ``time.monotonic_ns()`` taken right before ``sendto`` and in
 ``datagram_received`` (not the injected clock, which only paces the schedule: a fake clock must not fake
@@ -29,10 +30,13 @@ from typing import Any, cast
 
 from patronus.agent import probe_protocol as wire
 from patronus.agent.probe_stats import DEFAULT_DEGRADED_BELOW, CheckResult, summarize
+from patronus.agent.responder import ProbeResponder
 from patronus.runtime.clock import Clock, SystemClock
 from patronus.runtime.logs import get_logger
 
 log = get_logger(__name__)
+
+__all__ = ["MAX_PROBE_GAP", "OnCheck", "PathProber", "ProbeResponder", "probe_gap"]
 
 OnCheck = Callable[[str, CheckResult], Awaitable[None]]
 """Called with ``(path_id, result)`` once per check, in check order."""
@@ -47,56 +51,6 @@ def probe_gap(interval: float, probes_per_check: int) -> float:
     if probes_per_check <= 1:
         return 0.0
     return min(MAX_PROBE_GAP, interval / 2 / (probes_per_check - 1))
-
-
-class ProbeResponder(asyncio.DatagramProtocol):
-    """Echoes every valid probe request back to its sender as a reply; drops everything else."""
-
-    def __init__(self, bind_host: str = "0.0.0.0", port: int = 0) -> None:
-        self.bind_host = bind_host
-        self.requested_port = port
-        self.replies = 0
-        self.dropped = 0
-        self._transport: asyncio.DatagramTransport | None = None
-
-    async def start(self) -> int:
-        """Bind and start answering; returns the bound port (useful with ``port=0``)."""
-        if self._transport is not None:
-            raise RuntimeError("responder already started")
-        loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(lambda: self, local_addr=(self.bind_host, self.requested_port))
-        return self.port
-
-    @property
-    def port(self) -> int:
-        if self._transport is None:
-            raise RuntimeError("responder not started")
-        return int(self._transport.get_extra_info("sockname")[1])
-
-    def stop(self) -> None:
-        """Close the socket; probes sent afterwards go unanswered."""
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # The selector loop's datagram transport does not subclass DatagramTransport, but is one.
-        self._transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        try:
-            probe = wire.decode(data)
-        except ValueError:
-            self.dropped += 1
-            return
-        if probe.kind is not wire.Kind.REQUEST or self._transport is None:
-            self.dropped += 1
-            return
-        self._transport.sendto(wire.encode_reply(probe), addr)
-        self.replies += 1
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("probe responder socket error", error=str(exc))
 
 
 @dataclass
