@@ -313,6 +313,12 @@ def check_script(script: str, table: Table, table_name: str = "patronus") -> dic
             line = lines[at]
             assert line == f"\tcounter {_counter(prefix, policy.name)} {{ }}", line
             at += 1
+    sets: dict[str, list[str]] = {}
+    while lines[at].startswith("\tset "):
+        found = _SET.fullmatch(lines[at])
+        assert found, lines[at]
+        sets[found["name"]] = found["elements"].split(", ")
+        at += 1
     assert lines[at : at + 2] == ["\tmap policy_path {", "\t\ttype mark : mark"]
     at += 2
     elements = [
@@ -335,56 +341,121 @@ def check_script(script: str, table: Table, table_name: str = "patronus") -> dic
         at = end + 1
     assert lines[at:] == ["}"], lines[at:]
     _check_chains(chains, ordered, tags, table)
+    _check_prefilter(chains, sets, ordered)
     return chains
 
 
 def _check_chains(
     chains: dict[str, list[str]], ordered: list[RoutingPolicy], tags: Mapping[str, int], table: Table
 ) -> None:
-    bypass = "meta mark 0x00051820 return"
     assert set(chains) == {f"policy_{i}" for i in range(len(ordered))} | {
-        "classify",
-        "prerouting",
-        "output",
-        "postrouting",
-    }
+        "classify", "candidates", "prerouting", "output", "shaping", "postrouting",
+    }  # fmt: skip
     seen = "0x00800000"
     for i, policy in enumerate(ordered):
         tag = f"0x{tags[policy.name]:08x}"
         pol, new = (_counter(prefix, policy.name) for prefix in ("pol", "new"))
-        rules = chains[f"policy_{i}"]
-        assert len(rules) == 3
-        assert rules[0] == (
-            f'ct state new ct mark & {seen} == 0x00000000 ct mark set ct mark | {seen} counter name "{new}"'
-        )
-        assert (
-            rules[1] == f'counter name "{pol}" meta mark set {tag} meta mark set meta mark map @policy_path'
-        )
-        assert rules[2] == f"meta mark {tag} meta mark set 0x00000000"
+        assert chains[f"policy_{i}"] == [
+            f'ct state new ct mark & {seen} == 0x00000000 ct mark set ct mark | {seen} counter name "{new}"',
+            f'counter name "{pol}" meta mark set {tag} meta mark set meta mark map @policy_path',
+            f"meta mark {tag} meta mark set 0x00000000",
+        ]
     excluded = [f'"{name}"' for name in table.ingress_exclude]
     expected_pre = ["type filter hook prerouting priority mangle; policy accept;", 'iifname "lo" return']
     if excluded:
-        expected_pre.append(
-            f"iifname {excluded[0] if len(excluded) == 1 else '{ ' + ', '.join(excluded) + ' }'} return"
-        )
-    assert chains["prerouting"] == [*expected_pre, "jump classify"]
-    assert chains["output"] == ["type route hook output priority mangle; policy accept;", "jump classify"]
-    _check_rules(chains["classify"], bypass, ordered, lambda i, p: f"goto policy_{i}")
+        names = excluded[0] if len(excluded) == 1 else "{ " + ", ".join(excluded) + " }"
+        expected_pre.append(f"iifname {names} return")
+    assert chains["prerouting"] == [*expected_pre, "fib daddr type local return", "jump candidates"]
+    assert chains["output"] == ["type route hook output priority mangle; policy accept;", "jump candidates"]
+    _check_rules(chains["classify"], ordered, lambda i, p: f"goto policy_{i}")
     shaped = [p for p in ordered if p.name in table.priorities]
-    post = chains["postrouting"]
-    assert post[0] == "type filter hook postrouting priority mangle; policy accept;"
     _check_rules(
-        post[1:],
-        bypass,
-        ordered,
+        chains["shaping"], ordered,
         lambda i, p: f"meta priority set 1:{table.priorities[p.name]:x} accept" if p in shaped else None,
+    )  # fmt: skip
+
+
+_SET = re.compile(
+    r"\tset (?P<name>cand_[a-z0-9]+) \{ type (?P<type>[a-z_0-9 .]+);( flags interval;)? "
+    r"elements = \{ (?P<elements>[^{}]+) \} \}"
+)
+_CANDIDATE = {
+    "meta l4proto . th dport @cand_dport": "dport",
+    "meta l4proto . th sport @cand_sport": "sport",
+    "ip daddr @cand_daddr4": "daddr4",
+    "ip6 daddr @cand_daddr6": "daddr6",
+    "ip saddr @cand_saddr4": "saddr4",
+    "ip6 saddr @cand_saddr6": "saddr6",
+    "meta l4proto @cand_proto": "proto",
+    "ip dscp @cand_dscp4": "dscp4",
+    "ip6 dscp @cand_dscp6": "dscp6",
+}
+
+
+def _admitted(policy: RoutingPolicy, sets: Mapping[str, list[str]]) -> bool:
+    """Whether the candidate sets let in every packet ``policy`` can match (via at least one set)."""
+    match = policy.match
+    protos = {"tcp": ["tcp"], "udp": ["udp"], "icmp": ["icmp", "ipv6-icmp"]}.get(
+        match.protocol, ["tcp", "udp"]
+    )
+
+    def ports_in(name: str, ranges: Sequence[tuple[int, int]]) -> bool:
+        got: dict[str, set[int]] = {}
+        for element in sets.get(f"cand_{name}", []):
+            proto, _, span = element.partition(" . ")
+            first, _, last = span.partition("-")
+            got.setdefault(proto, set()).update(range(int(first), int(last or first) + 1))
+        return bool(ranges) and all(_port_set(ranges) <= got.get(p, set()) for p in protos)
+
+    def cidrs_in(name: str, cidrs: Sequence[str]) -> bool:
+        return bool(cidrs) and all(
+            any(
+                ipaddress.ip_network(c).subnet_of(ipaddress.ip_network(e))  # type: ignore[arg-type]
+                for e in sets.get(f"cand_{name}{ipaddress.ip_network(c).version}", [])
+                if ipaddress.ip_network(e).version == ipaddress.ip_network(c).version
+            )
+            for c in cidrs
+        )
+
+    dscp_ok = match.dscp is not None and all(str(match.dscp) in sets.get(f"cand_dscp{v}", []) for v in (4, 6))
+    return (
+        ports_in("dport", match.dst_ports)
+        or ports_in("sport", match.src_ports)
+        or cidrs_in("daddr", match.dst_cidrs)
+        or cidrs_in("saddr", match.src_cidrs)
+        or (match.protocol != "any" and set(protos) <= set(sets.get("cand_proto", [])))
+        or dscp_ok
     )
 
 
-def _check_rules(rules: list[str], bypass: str, ordered: list[RoutingPolicy], action: Any) -> None:
-    """``rules``: the bypass, then each policy's rules in order, one per family it needs, with ``action``."""
-    assert rules[0] == bypass
-    remaining = rules[1:]
+def _check_prefilter(
+    chains: dict[str, list[str]], sets: Mapping[str, list[str]], ordered: list[RoutingPolicy]
+) -> None:
+    """Only packets some policy may match skip nothing: the candidate rules admit every policy's packets."""
+    for chain, target in (("candidates", "classify"), ("postrouting", "shaping")):
+        rules = chains[chain][1:] if chain == "postrouting" else chains[chain]
+        if chain == "postrouting" and not chains["shaping"]:
+            assert rules == []
+            continue
+        assert rules[0] == "meta mark 0x00051820 return"  # the tunnels' own packets never enter
+        entries = rules[1:]
+        if entries == [f"goto {target}"]:
+            continue  # some policy matches everything
+        used = set()
+        for rule in entries:
+            assert rule.endswith(f" goto {target}"), rule
+            expression = rule.removesuffix(f" goto {target}")
+            assert expression in _CANDIDATE, rule
+            used.add(expression.rsplit("@", 1)[1])
+        assert used == set(sets), (used, sets)
+        for policy in ordered:
+            if expected_families(policy):  # a policy that matches nothing needs no way in
+                assert _admitted(policy, sets), policy
+
+
+def _check_rules(rules: list[str], ordered: list[RoutingPolicy], action: Any) -> None:
+    """Each policy's rules in order, one per family it needs, each ending in ``action``."""
+    remaining = list(rules)
     for i, policy in enumerate(ordered):
         verb = action(i, policy)
         if verb is None:

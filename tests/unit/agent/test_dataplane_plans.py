@@ -267,3 +267,44 @@ def test_clearing_a_missing_qdisc_is_fine() -> None:
     )
     with pytest.raises(CommandError):
         qos.clear("u0", runner=RecordingRunner(lambda args: (2, "", "Error: Operation not permitted.")))
+
+
+# --- the prefilter ---------------------------------------------------------------------------------------
+
+
+def test_only_packets_some_policy_may_match_enter_the_scan() -> None:
+    policies = [
+        RoutingPolicy("voice", 900, PolicyMatch("udp", dst_ports=((5060, 5061),)), "p-fiber"),
+        RoutingPolicy("web", 500, PolicyMatch("any", dst_ports=((443, 443), (80, 80))), "p-fiber"),
+        RoutingPolicy("ef", 400, PolicyMatch(dscp=46), "p-lte"),
+        RoutingPolicy("lan", 1, PolicyMatch(dst_cidrs=("10.2.0.0/16", "10.2.1.0/24")), "p-lte"),
+    ]
+    lines = [line.strip() for line in render_nftables("patronus", policies, MARKS).splitlines()]
+    assert (
+        "set cand_dport { type inet_proto . inet_service; flags interval; "
+        "elements = { tcp . 80, tcp . 443, udp . 80, udp . 443, udp . 5060-5061 } }"
+    ) in lines
+    assert "set cand_daddr4 { type ipv4_addr; flags interval; elements = { 10.2.0.0/16 } }" in lines
+    assert "set cand_dscp6 { type dscp; elements = { 46 } }" in lines
+    candidates = lines[lines.index("chain candidates {") + 1 : lines.index("chain prerouting {") - 1]
+    assert candidates == [
+        "meta mark 0x00051820 return",
+        "meta l4proto . th dport @cand_dport goto classify",
+        "ip daddr @cand_daddr4 goto classify",
+        "ip dscp @cand_dscp4 goto classify",
+        "ip6 dscp @cand_dscp6 goto classify",
+    ]
+    assert "fib daddr type local return" in lines  # delivered here, never routed down a path
+
+
+def test_a_policy_that_matches_everything_turns_the_prefilter_off() -> None:
+    policies = [
+        RoutingPolicy("voice", 900, PolicyMatch("udp", dst_ports=((5060, 5061),)), "p-fiber"),
+        RoutingPolicy("all", 1, PolicyMatch(), "p-lte"),
+    ]
+    lines = [line.strip() for line in render_nftables("patronus", policies, MARKS).splitlines()]
+    assert not any(line.startswith("set ") for line in lines)
+    assert lines[lines.index("chain candidates {") + 1 : lines.index("chain candidates {") + 3] == [
+        "meta mark 0x00051820 return",
+        "goto classify",
+    ]

@@ -2,8 +2,10 @@
 
 Layout of the dedicated table ``inet patronus`` (:func:`render_nftables`):
 
-- ``prerouting`` (forwarded traffic) and ``output`` (local traffic, a ``route`` chain so a new mark
-  re-routes) both jump to ``classify``, which tries policies by descending priority; the first match
+- ``prerouting`` (forwarded traffic; packets for this host are skipped with ``fib daddr type local``)
+  and ``output`` (local traffic, a ``route`` chain so a new mark re-routes) both jump to ``candidates``,
+  which lets in only packets some policy may match (set lookups, :mod:`patronus.agent.dataplane.prefilter`)
+  and sends them to ``classify``, which tries policies by descending priority; the first match
   ``goto``-s the policy's chain, so lower-priority policies never see the packet.
 - A policy's chain counts the packet in the named counter ``pol_<policy>`` (``bytesRouted``) and, for the
   first packet of a connection, in ``new_<policy>`` (``matchedFlows``: ``ct state new`` and not yet
@@ -12,7 +14,8 @@ Layout of the dedicated table ``inet patronus`` (:func:`render_nftables`):
   The map ``policy_path`` (tag -> path mark) is the only place that says which path a policy uses, so
   failover is one two-line ``nft -f`` transaction (:func:`render_switch`: delete + add of one element,
   nft 1.0.6 has no element replace) instead of a re-render, and it is atomic.
-- ``postrouting`` repeats the matches to set ``meta priority`` to the policy's htb class (``1:<minor>``),
+- ``postrouting`` (through the same candidate sets, to ``shaping``) repeats the matches of shaped policies
+  to set ``meta priority`` to the policy's htb class (``1:<minor>``),
   so the egress qdisc classifies without tc filters (see :mod:`patronus.agent.dataplane.qos`). It cannot be
   done in prerouting: the kernel resets skb->priority from the TOS byte when it forwards a packet.
 - Packets carrying the WireGuard fwmark (the tunnels' own encrypted packets) are never classified, so a
@@ -32,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from patronus.agent.dataplane import validate
+from patronus.agent.dataplane import prefilter, validate
 from patronus.agent.dataplane.validate import UnsafeValue
 
 TABLE_NAME = "patronus"
@@ -288,35 +291,53 @@ def render_nftables(
     policies = _checked_policies(policies)
     marks = {str(path): validate.mark(mark) for path, mark in path_marks.items()}
     minors = {str(name): validate.class_minor(minor) for name, minor in (priorities or {}).items()}
-    bypass = hex_mark(bypass_mark)
     excluded = [f'"{validate.interface(name)}"' for name in ingress_exclude]
     tags = policy_tags(policies)
+    candidates = prefilter.build(p.match for p in policies)
     lines = [f"table inet {table}", f"delete table inet {table}", f"table inet {table} {{"]
     lines += [f"\tcounter {name} {{ }}" for p in policies for name in counter_names(p.name)]
+    lines += [f"\t{declaration}" for declaration in candidates.sets]
     elements = [f"{hex_mark(tags[p.name])} : {hex_mark(marks[p.path])}" for p in policies if p.path in marks]
     lines += [f"\tmap {POLICY_MAP} {{", "\t\ttype mark : mark"]
     if elements:
         lines.append("\t\telements = { " + ", ".join(elements) + " }")
     lines.append("\t}")
-    classify = [f"\t\tmeta mark {bypass} return"]
-    postrouting = [f"\t\tmeta mark {bypass} return"]
+    classify: list[str] = []
+    shaping: list[str] = []
     for index, policy in enumerate(policies):
         lines += _policy_chain(index, policy, tags[policy.name])
         for expression in match_expressions(policy.match):
             classify.append(_rule(expression, f"goto policy_{index}"))
             if policy.name in minors:
-                postrouting.append(_rule(expression, f"meta priority set 1:{minors[policy.name]:x} accept"))
-    lines += ["\tchain classify {", *classify, "\t}"]
-    lines += ["\tchain prerouting {", "\t\ttype filter hook prerouting priority mangle; policy accept;"]
-    lines.append('\t\tiifname "lo" return')
+                shaping.append(_rule(expression, f"meta priority set 1:{minors[policy.name]:x} accept"))
+    lines += _hook_chains(candidates, classify, shaping, hex_mark(bypass_mark), excluded)
+    return "\n".join(lines) + "\n}\n"
+
+
+def _hook_chains(
+    candidates: prefilter.Prefilter, classify: list[str], shaping: list[str], bypass: str, excluded: list[str]
+) -> list[str]:
+    """The scans and the hooks that reach them: only packets some policy may match enter a scan."""
+
+    def chain(name: str, rules: list[str], hook: str | None = None) -> list[str]:
+        head = [f"\t\t{hook}"] if hook else []
+        return [f"\tchain {name} {{", *head, *(f"\t\t{rule}" for rule in rules), "\t}"]
+
+    skip = [f"meta mark {bypass} return"]  # the tunnels' own packets: never classified
+    lines = chain("classify", [r.removeprefix("\t\t") for r in classify])
+    lines += chain("candidates", [*skip, *candidates.candidate_rules("classify")])
+    prerouting = ['iifname "lo" return']
     if excluded:
-        lines.append(f"\t\tiifname {_set(excluded)} return")
-    lines += ["\t\tjump classify", "\t}"]
-    lines += ["\tchain output {", "\t\ttype route hook output priority mangle; policy accept;"]
-    lines += ["\t\tjump classify", "\t}"]
-    lines += ["\tchain postrouting {", "\t\ttype filter hook postrouting priority mangle; policy accept;"]
-    lines += [*postrouting, "\t}", "}"]
-    return "\n".join(lines) + "\n"
+        prerouting.append(f"iifname {_set(excluded)} return")
+    # Packets for this host are delivered, never routed down a path: no policy applies to them (this
+    # also skips the tunnels' encrypted packets arriving on the underlay).
+    prerouting += ["fib daddr type local return", "jump candidates"]
+    lines += chain("prerouting", prerouting, "type filter hook prerouting priority mangle; policy accept;")
+    lines += chain("output", ["jump candidates"], "type route hook output priority mangle; policy accept;")
+    postrouting = [*skip, *candidates.candidate_rules("shaping")] if shaping else []
+    lines += chain("shaping", [r.removeprefix("\t\t") for r in shaping])
+    lines += chain("postrouting", postrouting, "type filter hook postrouting priority mangle; policy accept;")
+    return lines
 
 
 def render_switch(table_name: str, tag: int, mark: int, *, replace: bool = True) -> str:
