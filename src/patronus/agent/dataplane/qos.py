@@ -86,6 +86,8 @@ def render_htb(interface: str, classes: Sequence[QosEntry], default_rate_bps: in
         if not isinstance(entry, tuple | list) or len(entry) != 3:
             raise validate.UnsafeValue("a QoS entry is (policy, class, rate)")
         validate.policy_name(entry[0])
+    if len({entry[0] for entry in classes}) != len(classes):
+        raise validate.UnsafeValue("two QoS entries name the same policy")
     minors = class_minors(name for name, _, _ in classes)
     commands = [
         [
