@@ -468,3 +468,91 @@ def _check_rules(rules: list[str], ordered: list[RoutingPolicy], action: Any) ->
             families.add(check_match(text[: -len(verb)].rstrip(), policy))
         assert families == wanted, (policy, families)
     assert not remaining, remaining
+
+
+# -- the port dispatch --------------------------------------------------------------------------------------
+
+_PORT_MAP = re.compile(
+    r"\tmap (?P<name>[a-z_]+_ports) \{ type inet_proto \. inet_service : verdict; flags interval; "
+    r"elements = \{ (?P<elements>[^{}]+) \} \}"
+)
+_ELEMENT = re.compile(
+    r"(?P<proto>[a-z0-9-]+) \. (?P<first>\d+)(?:-(?P<last>\d+))? : goto (?P<chain>[a-z_0-9]+)"
+)
+
+
+def blocks(script: str) -> tuple[list[str], dict[str, list[str]], dict[str, list[str]]]:
+    """(lines outside chains and port maps, rules by chain, elements by port map)."""
+    other: list[str] = []
+    chains: dict[str, list[str]] = {}
+    maps: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in script.splitlines():
+        if current is not None:
+            if line == "\t}":
+                current = None
+            else:
+                chains[current].append(line.removeprefix("\t\t"))
+        elif line.startswith("\tchain "):
+            current = line.split()[1]
+            chains[current] = []
+        elif found := _PORT_MAP.fullmatch(line):
+            maps[found["name"]] = found["elements"].split(", ")
+        else:
+            other.append(line)
+    return other, chains, maps
+
+
+def _may_match(rule: str, verb: str, proto: str, port: int) -> bool:
+    clauses = parse_match(rule.removesuffix(verb).rstrip())
+    if "dport" not in clauses:
+        return True
+    if proto not in _items(clauses.get("proto") or "{ tcp, udp }"):
+        return False
+    return any(
+        int(a) <= port <= int(b or a)
+        for a, _, b in (item.partition("-") for item in _items(clauses["dport"]))
+    )
+
+
+def check_dispatch(by_port: str, plain: str) -> None:
+    """``by_port`` is ``plain`` with a port verdict map in front of each scan that sends every packet to
+    exactly the rules of the plain scan that may match its (protocol, port), in order."""
+    other, chains, maps = blocks(by_port)
+    plain_other, plain_chains, plain_maps = blocks(plain)
+    assert plain_maps == {}
+    assert other == plain_other
+    for name in set(plain_chains) - {"classify", "shaping"}:
+        assert chains[name] == plain_chains[name], name
+    for scan in ("classify", "shaping"):
+        rules = plain_chains[scan]
+        verbs = [re.search(r"(goto policy_\d+|meta priority set 1:[0-9a-f]+ accept)$", r) for r in rules]
+        assert all(verbs), rules
+        if f"{scan}_ports" not in maps:
+            assert chains[scan] == rules
+            continue
+        head, *fallback = chains[scan]
+        assert head == f"meta l4proto . th dport vmap @{scan}_ports"
+        assert fallback == [
+            r
+            for r, v in zip(rules, verbs, strict=True)
+            if "dport" not in parse_match(r.removesuffix(v[0]).rstrip())
+        ]  # type: ignore[index]
+        covered: dict[str, list[tuple[int, int]]] = {}
+        for element in maps[f"{scan}_ports"]:
+            found = _ELEMENT.fullmatch(element)
+            assert found, element
+            first, last = int(found["first"]), int(found["last"] or found["first"])
+            covered.setdefault(found["proto"], []).append((first, last))
+            for port in {first, last, (first + last) // 2}:
+                expected = [
+                    r for r, v in zip(rules, verbs, strict=True) if _may_match(r, v[0], found["proto"], port)
+                ]  # type: ignore[index]
+                assert chains[found["chain"]] == expected, (element, port)
+        for rule, verb in zip(rules, verbs, strict=True):
+            clauses = parse_match(rule.removesuffix(verb[0]).rstrip())  # type: ignore[index]
+            for proto in _items(clauses.get("proto") or "{ tcp, udp }") if "dport" in clauses else ():
+                for item in _items(clauses["dport"]):
+                    a, _, b = item.partition("-")
+                    for port in (int(a), int(b or a)):
+                        assert any(lo <= port <= hi for lo, hi in covered.get(proto, [])), (rule, proto, port)

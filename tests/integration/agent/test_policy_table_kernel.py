@@ -31,10 +31,10 @@ def netns() -> Iterator[str]:
         run(["ip", "netns", "del", name], check=False)
 
 
-def render(table: fuzz.Table) -> str:
+def render(table: fuzz.Table, *, by_port: bool = True) -> str:
     return render_nftables(
         "patronus", table.policies, table.path_marks, priorities=table.priorities,
-        ingress_exclude=table.ingress_exclude,
+        ingress_exclude=table.ingress_exclude, by_port=by_port,
     )  # fmt: skip
 
 
@@ -64,17 +64,19 @@ def _targets(rules: list[list[dict[str, Any]]]) -> list[str | None]:
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(fuzz.valid_tables)
 def test_every_sampled_table_loads_as_rendered(netns: str, table: fuzz.Table) -> None:
-    script = render(table)
-    chains = fuzz.check_script(script, table)
+    script, plain = render(table), render(table, by_port=False)
+    fuzz.check_script(plain, table)
+    fuzz.check_dispatch(script, plain)
     run(["nft", "-c", "-f", "-"], netns=netns, input=script)  # the kernel's own check first
     run(["nft", "-f", "-"], netns=netns, input=script)
     kernel = loaded(netns)
+    chains = fuzz.blocks(script)[1]
     rule_lines = {name: [r for r in lines if not r.startswith("type ")] for name, lines in chains.items()}
     assert {name: len(rules) for name, rules in kernel["rules"].items()} == {
         name: len(lines) for name, lines in rule_lines.items()
     }
-    for name in ("classify", "prerouting", "output"):
-        expected = [line.split()[-1] if " goto " in f" {line}" or line.startswith("jump") else None
+    for name in ("candidates", "prerouting", "output"):
+        expected = [line.split()[-1] if line.split()[-2] in ("goto", "jump") else None
                     for line in rule_lines[name]]  # fmt: skip
         assert _targets(kernel["rules"][name]) == expected
     names = [line.split()[1] for line in script.splitlines() if line.startswith("\tcounter ")]

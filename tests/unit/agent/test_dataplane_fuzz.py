@@ -21,13 +21,14 @@ FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCh
 LIGHT = settings(max_examples=100, deadline=None)
 
 
-def render(table: fuzz.Table) -> str:
+def render(table: fuzz.Table, *, by_port: bool = True) -> str:
     return render_nftables(
         "patronus",
         table.policies,
         table.path_marks,
         priorities=table.priorities,
         ingress_exclude=table.ingress_exclude,
+        by_port=by_port,
     )
 
 
@@ -38,7 +39,9 @@ def test_renderer_refuses_exactly_the_unsafe_tables_and_emits_only_what_was_aske
         with pytest.raises(UnsafeValue):
             render(table)
         return
-    fuzz.check_script(render(table), table)
+    plain = render(table, by_port=False)
+    fuzz.check_script(plain, table)
+    fuzz.check_dispatch(render(table), plain)
 
 
 @FUZZ
@@ -78,7 +81,7 @@ def test_overlapping_values_are_merged_not_refused_by_nft() -> None:
         dst_cidrs=("10.0.0.0/8", "10.1.0.0/16", "10.1.2.3/16"),
     )
     table = fuzz.Table([fuzz.RoutingPolicy("web", 1, match, None)], {}, {}, [])
-    script = render(table)
+    script = render(table, by_port=False)
     assert "ip daddr 10.0.0.0/8 th dport 80-101 goto policy_0" in script
     fuzz.check_script(script, table)
 

@@ -158,7 +158,7 @@ def test_dscp_and_cidrs_split_by_family() -> None:
 def test_script_orders_by_priority_marks_through_the_map_and_counts() -> None:
     low = RoutingPolicy("bulk", 10, PolicyMatch("tcp", dst_ports=((873, 873),)), "p-lte")
     high = RoutingPolicy("voice", 900, PolicyMatch("udp", dst_ports=((5060, 5061),)), "p-fiber")
-    script = render_nftables("patronus", [low, high], MARKS, priorities={"bulk": 0x10})
+    script = render_nftables("patronus", [low, high], MARKS, priorities={"bulk": 0x10}, by_port=False)
     lines = [line.strip() for line in script.splitlines()]
     assert lines[:3] == ["table inet patronus", "delete table inet patronus", "table inet patronus {"]
     voice = lines.index("meta l4proto udp th dport 5060-5061 goto policy_0")
@@ -308,3 +308,31 @@ def test_a_policy_that_matches_everything_turns_the_prefilter_off() -> None:
         "meta mark 0x00051820 return",
         "goto classify",
     ]
+
+
+def test_a_port_map_sends_each_packet_to_the_rules_that_may_match_it() -> None:
+    policies = [
+        RoutingPolicy("voice", 900, PolicyMatch("udp", dst_ports=((5060, 5061),)), "p-fiber"),
+        RoutingPolicy("web", 500, PolicyMatch("tcp", dst_ports=((80, 90),)), "p-fiber"),
+        RoutingPolicy("ef", 400, PolicyMatch(dscp=46), "p-lte"),
+        RoutingPolicy("admin", 1, PolicyMatch("tcp", dst_ports=((85, 85),)), "p-lte"),
+    ]
+    lines = render_nftables("patronus", policies, MARKS).splitlines()
+    assert (
+        "\tmap classify_ports { type inet_proto . inet_service : verdict; flags interval; elements = { "
+        "tcp . 80-84 : goto classify_by_port_0, tcp . 85 : goto classify_by_port_1, "
+        "tcp . 86-90 : goto classify_by_port_0, udp . 5060-5061 : goto classify_by_port_2 } }"
+    ) in lines
+
+    def chain(name: str) -> list[str]:
+        start = lines.index(f"\tchain {name} {{")
+        return [line.strip() for line in lines[start + 1 : lines.index("\t}", start)]]
+
+    dscp = ["ip dscp 46 goto policy_2", "ip6 dscp 46 goto policy_2"]
+    assert chain("classify") == ["meta l4proto . th dport vmap @classify_ports", *dscp]
+    assert chain("classify_by_port_1") == [
+        "meta l4proto tcp th dport 80-90 goto policy_1",
+        *dscp,
+        "meta l4proto tcp th dport 85 goto policy_3",
+    ]
+    assert chain("classify_by_port_2") == ["meta l4proto udp th dport 5060-5061 goto policy_0", *dscp]

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from patronus.agent.dataplane import prefilter, validate
+from patronus.agent.dataplane import dispatch, prefilter, validate
 from patronus.agent.dataplane.validate import UnsafeValue
 
 TABLE_NAME = "patronus"
@@ -219,7 +219,11 @@ def _protocol(match: PolicyMatch, family: int | None) -> list[str]:
 
 def match_expressions(match: PolicyMatch) -> list[str]:
     """The nft match of a policy, one line per IP family it needs (empty: it can match nothing)."""
-    match = match.checked()
+    return [expression for _, expression in _expressions(match.checked())]
+
+
+def _expressions(match: PolicyMatch) -> list[tuple[int | None, str]]:
+    """(IP family or None for both, nft match) per rule of a checked match."""
     rules = []
     for family in _families(match):
         parts = _protocol(match, family)
@@ -234,7 +238,7 @@ def match_expressions(match: PolicyMatch) -> list[str]:
             parts.append(f"th sport {_ports(match.src_ports)}")
         if match.dst_ports:
             parts.append(f"th dport {_ports(match.dst_ports)}")
-        rules.append(" ".join(parts))
+        rules.append((family, " ".join(parts)))
     return rules
 
 
@@ -267,7 +271,14 @@ def _policy_chain(index: int, policy: RoutingPolicy, tag: int) -> list[str]:
 
 
 def _rule(expression: str, action: str) -> str:
-    return f"\t\t{expression} {action}" if expression else f"\t\t{action}"
+    return f"{expression} {action}" if expression else action
+
+
+def _port_protocols(protocol: str, family: int | None) -> tuple[str, ...]:
+    """The ``meta l4proto`` values one rule can match (``any`` with ports: tcp and udp)."""
+    if protocol == "icmp":
+        return {4: ("icmp",), 6: ("ipv6-icmp",)}.get(family or 0, ("icmp", "ipv6-icmp"))
+    return (protocol,) if protocol in ("tcp", "udp") else ("tcp", "udp")
 
 
 def render_nftables(
@@ -278,6 +289,7 @@ def render_nftables(
     priorities: Mapping[str, int] | None = None,
     bypass_mark: int = WIREGUARD_FWMARK,
     ingress_exclude: Sequence[str] = (),
+    by_port: bool = True,
 ) -> str:
     """An ``nft -f`` script that atomically replaces ``inet <table_name>`` with the policies' rules.
 
@@ -285,7 +297,9 @@ def render_nftables(
     counted, and left unmarked until a switch gives it a path. ``priorities`` maps a policy to its htb
     class minor (``1:<minor>``). ``ingress_exclude`` names interfaces whose inbound traffic is not
     classified (e.g. the site's own tunnels when it is not a transit hub), so replies from peers do not
-    inflate the counters. Raises :class:`UnsafeValue` (and renders nothing) if any value is unsafe.
+    inflate the counters. ``by_port`` puts a port verdict map in front of each scan
+    (:mod:`patronus.agent.dataplane.dispatch`). Raises :class:`UnsafeValue` (and renders nothing) if any
+    value is unsafe.
     """
     table = validate.table(table_name)
     policies = _checked_policies(policies)
@@ -302,20 +316,29 @@ def render_nftables(
     if elements:
         lines.append("\t\telements = { " + ", ".join(elements) + " }")
     lines.append("\t}")
-    classify: list[str] = []
-    shaping: list[str] = []
+    classify: list[dispatch.Entry] = []
+    shaping: list[dispatch.Entry] = []
     for index, policy in enumerate(policies):
         lines += _policy_chain(index, policy, tags[policy.name])
-        for expression in match_expressions(policy.match):
-            classify.append(_rule(expression, f"goto policy_{index}"))
+        for family, expression in _expressions(policy.match):
+            protocols = _port_protocols(policy.match.protocol, family)
+            rule = _rule(expression, f"goto policy_{index}")
+            classify.append(dispatch.Entry(rule, protocols, policy.match.dst_ports))
             if policy.name in minors:
-                shaping.append(_rule(expression, f"meta priority set 1:{minors[policy.name]:x} accept"))
-    lines += _hook_chains(candidates, classify, shaping, hex_mark(bypass_mark), excluded)
+                rule = _rule(expression, f"meta priority set 1:{minors[policy.name]:x} accept")
+                shaping.append(dispatch.Entry(rule, protocols, policy.match.dst_ports))
+    maps, scans = [], []
+    for name, entries in (("classify", classify), ("shaping", shaping)):
+        declarations, chains = dispatch.render(name, entries, by_port)
+        maps += declarations
+        scans += chains
+    lines += maps + scans
+    lines += _hook_chains(candidates, bool(shaping), hex_mark(bypass_mark), excluded)
     return "\n".join(lines) + "\n}\n"
 
 
 def _hook_chains(
-    candidates: prefilter.Prefilter, classify: list[str], shaping: list[str], bypass: str, excluded: list[str]
+    candidates: prefilter.Prefilter, shaping: bool, bypass: str, excluded: list[str]
 ) -> list[str]:
     """The scans and the hooks that reach them: only packets some policy may match enter a scan."""
 
@@ -324,8 +347,7 @@ def _hook_chains(
         return [f"\tchain {name} {{", *head, *(f"\t\t{rule}" for rule in rules), "\t}"]
 
     skip = [f"meta mark {bypass} return"]  # the tunnels' own packets: never classified
-    lines = chain("classify", [r.removeprefix("\t\t") for r in classify])
-    lines += chain("candidates", [*skip, *candidates.candidate_rules("classify")])
+    lines = chain("candidates", [*skip, *candidates.candidate_rules("classify")])
     prerouting = ['iifname "lo" return']
     if excluded:
         prerouting.append(f"iifname {_set(excluded)} return")
@@ -335,7 +357,6 @@ def _hook_chains(
     lines += chain("prerouting", prerouting, "type filter hook prerouting priority mangle; policy accept;")
     lines += chain("output", ["jump candidates"], "type route hook output priority mangle; policy accept;")
     postrouting = [*skip, *candidates.candidate_rules("shaping")] if shaping else []
-    lines += chain("shaping", [r.removeprefix("\t\t") for r in shaping])
     lines += chain("postrouting", postrouting, "type filter hook postrouting priority mangle; policy accept;")
     return lines
 
