@@ -36,6 +36,8 @@ class ProbeResponder:
     def __init__(
         self, bind_host: str | Iterable[str] = (), port: int = 0, *, devices: Iterable[str] = ()
     ) -> None:
+        self.bind_host = bind_host if isinstance(bind_host, str) else ",".join(bind_host)
+        """The addresses as given (one address, or several joined by commas)."""
         self.requested_port = port
         self.replies = 0
         self.dropped = 0
@@ -55,6 +57,7 @@ class ProbeResponder:
     async def listen_on(self, addresses: str | Iterable[str], devices: Iterable[str] = ()) -> None:
         """Answer on exactly these addresses (on each of ``devices``, if given) from now on."""
         wanted = _bindings(addresses, devices)
+        self.bind_host = addresses if isinstance(addresses, str) else ",".join(addresses)
         for binding in set(self._endpoints) - set(wanted):
             self._endpoints.pop(binding).close()
         self._wanted = wanted

@@ -169,6 +169,10 @@ class WireGuardInterface:
         so those are set only when they differ; setting the same private key again is a no-op in both
         implementations but is skipped too.
         """
+        # Checked again here, where they are used: callers may change them after construction.
+        address = validate.interface_address(self.address) if self.address is not None else None
+        listen_port = validate.integer(self.listen_port, 0, validate.MAX_PORT, "listen port")
+        fwmark = validate.mark(self.fwmark)
         if not self.exists():
             self._create()
         elif self.userspace is None:
@@ -181,14 +185,14 @@ class WireGuardInterface:
             else:
                 self._wg("set", self.name, "private-key", "/dev/stdin", input=key_text + "\n")
         args: list[str] = []
-        if current.listen_port != self.listen_port:
-            args += ["listen-port", str(self.listen_port)]
-        if current.fwmark != self.fwmark:
-            args += ["fwmark", str(self.fwmark) if self.fwmark else "off"]
+        if current.listen_port != listen_port:
+            args += ["listen-port", str(listen_port)]
+        if current.fwmark != fwmark:
+            args += ["fwmark", str(fwmark) if fwmark else "off"]
         if args:
             self._wg("set", self.name, *args)
-        if self.address is not None:
-            self._run(["ip", "address", "replace", self.address, "dev", self.name], netns=self.netns)
+        if address is not None:
+            self._run(["ip", "address", "replace", address, "dev", self.name], netns=self.netns)
         self._run(["ip", "link", "set", "dev", self.name, "up"], netns=self.netns)
 
     def _set_peer(self, args: list[str]) -> None:
