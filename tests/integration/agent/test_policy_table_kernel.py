@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from patronus.agent.dataplane.commands import run
 from patronus.agent.dataplane.routing import PathRouting, render_nftables
 from patronus.agent.dataplane.validate import UnsafeValue
+from tests.support import nft_check
 from tests.support import policy_fuzz as fuzz
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: creates a network namespace")
@@ -65,12 +66,12 @@ def _targets(rules: list[list[dict[str, Any]]]) -> list[str | None]:
 @given(fuzz.valid_tables)
 def test_every_sampled_table_loads_as_rendered(netns: str, table: fuzz.Table) -> None:
     script, plain = render(table), render(table, by_port=False)
-    fuzz.check_script(plain, table)
-    fuzz.check_dispatch(script, plain)
+    nft_check.check_script(plain, table)
+    nft_check.check_dispatch(script, plain)
     run(["nft", "-c", "-f", "-"], netns=netns, input=script)  # the kernel's own check first
     run(["nft", "-f", "-"], netns=netns, input=script)
     kernel = loaded(netns)
-    chains = fuzz.blocks(script)[1]
+    chains = nft_check.blocks(script)[1]
     rule_lines = {name: [r for r in lines if not r.startswith("type ")] for name, lines in chains.items()}
     assert {name: len(rules) for name, rules in kernel["rules"].items()} == {
         name: len(lines) for name, lines in rule_lines.items()

@@ -15,6 +15,7 @@ from patronus.agent.dataplane.commands import RecordingRunner, in_netns
 from patronus.agent.dataplane.peers import PeerSpec, plan_peer_changes
 from patronus.agent.dataplane.routing import PathRouting, ensure_path_route, render_nftables
 from patronus.agent.dataplane.validate import UnsafeValue
+from tests.support import nft_check
 from tests.support import policy_fuzz as fuzz
 
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -40,8 +41,8 @@ def test_renderer_refuses_exactly_the_unsafe_tables_and_emits_only_what_was_aske
             render(table)
         return
     plain = render(table, by_port=False)
-    fuzz.check_script(plain, table)
-    fuzz.check_dispatch(render(table), plain)
+    nft_check.check_script(plain, table)
+    nft_check.check_dispatch(render(table), plain)
 
 
 @FUZZ
@@ -83,7 +84,7 @@ def test_overlapping_values_are_merged_not_refused_by_nft() -> None:
     table = fuzz.Table([fuzz.RoutingPolicy("web", 1, match, None)], {}, {}, [])
     script = render(table, by_port=False)
     assert "ip daddr 10.0.0.0/8 th dport 80-101 goto policy_0" in script
-    fuzz.check_script(script, table)
+    nft_check.check_script(script, table)
 
 
 _SAFE_ARG = re.compile(r"[A-Za-z0-9_.:/,\[\]=+-]+")
