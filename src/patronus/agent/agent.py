@@ -104,7 +104,7 @@ class SiteAgent:
             Identity(options.site, options.namespace, options.key),
             client=client,
             clock=self.clock,
-            dataplane=DataPlane(runner=runner),
+            dataplane=DataPlane(runner=runner, clock=self.clock),
             probe_port=options.probe_port,
             reports=self.reports,
             events=self.events,

@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from patronus.agent.dataplane import cleanup, qos
+from patronus.agent.dataplane import cleanup, qos, validate
 from patronus.agent.dataplane.commands import CommandError, Runner, run
+from patronus.agent.dataplane.peersync import PeerFailure, PeerSyncResult, Resolver, resolve
 from patronus.agent.dataplane.routing import (
     TABLE_NAME,
     PathRouting,
@@ -38,6 +39,7 @@ from patronus.agent.dataplane.routing import (
 from patronus.agent.dataplane.wireguard import PeerCounters, WireGuardInterface
 from patronus.agent.desired import REPLY_TABLE, DataPlanePlan, qos_minors, routing_policies
 from patronus.agent.steering import RouteChange
+from patronus.runtime.clock import Clock, SystemClock
 from patronus.runtime.logs import get_logger
 
 log = get_logger(__name__)
@@ -59,9 +61,20 @@ class CounterSample:
 class DataPlane:
     """Applies plans and single changes to the kernel; see the module docstring."""
 
-    def __init__(self, *, runner: Runner = run, netns: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        runner: Runner = run,
+        netns: str | None = None,
+        clock: Clock | None = None,
+        resolver: Resolver = resolve,
+    ) -> None:
+        """``clock`` times the peers' retries (``peers_due`` is on its monotonic scale); ``resolver``
+        turns endpoint host names into addresses."""
         self.netns = netns
         self._run = runner
+        self._clock = clock or SystemClock()
+        self._resolver = resolver
         self._apply_lock = asyncio.Lock()
         self._table_lock = threading.Lock()  # the nft policy table: full renders and switches
         self._routes_lock = threading.Lock()  # the main-table routes of unmatched traffic
@@ -73,6 +86,18 @@ class DataPlane:
         self._main_routes: set[str] = set()
         self._routing_inputs: Any = None
         self._qos_applied: dict[str, list[qos.QosEntry]] = {}
+        self._peer_syncs: dict[str, PeerSyncResult] = {}  # interface -> its last peer sync
+
+    @property
+    def peer_failures(self) -> dict[str, PeerFailure]:
+        """Peers that could not be applied (one bad peer never blocks the others), by public key."""
+        return {key: f for result in self._peer_syncs.values() for key, f in result.failed.items()}
+
+    @property
+    def peers_due(self) -> float | None:
+        """When (monotonic) a failed peer is to be tried again or a host name resolved again; None: never."""
+        due = [r.next_due for r in self._peer_syncs.values() if r.next_due is not None]
+        return min(due) if due else None
 
     async def _serialized(self, work: Callable[[], T]) -> T:
         async with self._apply_lock:
@@ -91,6 +116,11 @@ class DataPlane:
         ``unmatched[prefix]`` (an interface; default the primary). Raises CommandError on the first failure
         (what was done stays done; applying again continues from there)."""
         await self._serialized(lambda: self._apply(plan, private_key, paths, unmatched or {}))
+
+    async def resync_peers(self) -> None:
+        """Retry failed peers whose backoff is over and re-resolve host names that are due, without a
+        whole apply."""
+        await self._serialized(self._resync_peers)
 
     async def switch(self, policy: str, path: str) -> None:
         """Point ``policy`` at ``path`` (one atomic nft map update); CommandError or KeyError if not."""
@@ -132,11 +162,13 @@ class DataPlane:
                     private_key=private_key,
                     netns=self.netns,
                     runner=self._run,
+                    clock=self._clock,
+                    resolver=self._resolver,
                 )
                 self.interfaces[iface.name] = wg
             wg.listen_port, wg.address = iface.listen_port, f"{plan.overlay}/32"
             wg.ensure()
-            wg.sync_peers(iface.peers)
+            self._peer_syncs[iface.name] = wg.sync_peers(iface.peers)
             if iface.destinations:
                 table = route_table_for(iface.mark)
                 ensure_path_route(
@@ -145,10 +177,15 @@ class DataPlane:
                 )  # fmt: skip
         for gone in sorted(set(self.interfaces) - set(plan.interface_names)):
             self.interfaces.pop(gone).remove()
+            self._peer_syncs.pop(gone, None)
         self._set_main_routes(plan, unmatched)
         apply_nftables(plan.reply_script, self.netns, self._run)
         self._apply_policies(plan, paths)
         self.plan = plan
+
+    def _resync_peers(self) -> None:
+        for name, wg in list(self.interfaces.items()):
+            self._peer_syncs[name] = wg.resync()
 
     def _set_main_routes(self, plan: DataPlanePlan, unmatched: Mapping[str, str]) -> None:
         """Unmarked traffic to any peer goes through the primary underlay's tunnel, or where the steering
@@ -158,10 +195,12 @@ class DataPlane:
         with self._routes_lock:
             if primary is not None:
                 for cidr in sorted(wanted):
-                    device = unmatched.get(cidr, primary)
-                    self._run(["ip", "route", "replace", cidr, "dev", device], netns=self.netns)
+                    device = validate.interface(unmatched.get(cidr, primary))
+                    self._run(
+                        ["ip", "route", "replace", validate.cidr(cidr), "dev", device], netns=self.netns
+                    )
             for cidr in sorted(self._main_routes - wanted):
-                self._run(["ip", "route", "del", cidr], netns=self.netns, check=False)
+                self._run(["ip", "route", "del", validate.cidr(cidr)], netns=self.netns, check=False)
             self._main_routes = wanted
 
     def _table_present(self) -> bool:
@@ -195,8 +234,9 @@ class DataPlane:
 
     def _route(self, change: RouteChange) -> None:
         with self._routes_lock:
+            device = validate.interface(change.interface)
             for cidr in change.cidrs:
-                self._run(["ip", "route", "replace", cidr, "dev", change.interface], netns=self.netns)
+                self._run(["ip", "route", "replace", validate.cidr(cidr), "dev", device], netns=self.netns)
 
     def _counters(self) -> CounterSample:
         policies = read_counters(self.netns, runner=self._run)
@@ -218,4 +258,5 @@ class DataPlane:
             self._main_routes.clear()
             self._routing_inputs = None
             self._qos_applied.clear()
+            self._peer_syncs.clear()
             self.plan = None

@@ -48,6 +48,8 @@ log = get_logger(__name__)
 RESYNC_INTERVAL = 60.0
 APPLY_RETRY_INITIAL = 1.0
 APPLY_RETRY_MAX = 60.0
+PEER_RESYNC_MIN = 0.5
+"""Seconds at least between two peer retries, however soon a backoff says."""
 COUNTER_INTERVAL = 5.0
 """Seconds between reads of the kernel's counters (nftables, WireGuard) for reports and metrics."""
 
@@ -122,19 +124,33 @@ class AgentCore:
         self.site_reporter.kick()
 
     async def apply_loop(self) -> None:
+        """Apply on every change and every RESYNC_INTERVAL (drift); in between, retry just the peers
+        that are due (a failed peer's backoff, a host name to resolve again)."""
         backoff = Backoff(APPLY_RETRY_INITIAL, APPLY_RETRY_MAX)
-        delay = RESYNC_INTERVAL
+        full_at = self._clock.monotonic() + RESYNC_INTERVAL
         while True:
-            await sleep_or(self._clock, delay, self._changed)
-            self._changed.clear()
-            if self.wanted is None:
-                delay = RESYNC_INTERVAL
+            await sleep_or(self._clock, self._until_next(full_at), self._changed)
+            now = self._clock.monotonic()
+            if not self._changed.is_set() and now < full_at:
+                await self._resync_peers()
                 continue
-            if await self.apply(self.wanted):
+            self._changed.clear()
+            if self.wanted is None or await self.apply(self.wanted):
                 backoff.reset()
-                delay = RESYNC_INTERVAL
+                full_at = now + RESYNC_INTERVAL
             else:
-                delay = backoff.next()
+                full_at = now + backoff.next()
+
+    def _until_next(self, full_at: float) -> float:
+        due = self.dataplane.peers_due
+        wake = full_at if due is None else min(full_at, due)
+        return max(wake - self._clock.monotonic(), PEER_RESYNC_MIN)
+
+    async def _resync_peers(self) -> None:
+        try:
+            await self.dataplane.resync_peers()
+        except APPLY_ERRORS as error:
+            log.warning("could not retry the failed peers", error=str(error))
 
     async def apply(self, target: Accepted) -> bool:
         """Make the data plane run ``target``; False (and ``apply_error``) when it could not."""
@@ -148,7 +164,7 @@ class AgentCore:
             await self.dataplane.apply(plan, key, self.steering.wanted_paths(), unmatched)
             if self.steering.unmatched_routes() != unmatched:  # moved while the apply ran: set them again
                 await self.dataplane.set_main_routes(plan, self.steering.unmatched_routes())
-            await self.probes.sync(plan.probers, plan.overlay)
+            await self.probes.sync(plan.probers, plan.overlay, plan.interface_names)
         except APPLY_ERRORS as error:
             self.apply_error = f"configuration {target.digest[:12]}: {error}"
             self.metrics.config_applies.labels(self.identity.site, "error").inc()
@@ -241,6 +257,10 @@ class AgentCore:
     @property
     def dataplane_error(self) -> str | None:
         problems = [p for p in (self.apply_error, self.switcher.error) if p]
+        problems += [
+            f"peer {failure.public_key[:8]}...: {failure.error} (attempt {failure.attempts})"
+            for failure in self.dataplane.peer_failures.values()
+        ]
         return "; ".join(problems) if problems else None
 
     def site_status(self) -> dict[str, Any]:

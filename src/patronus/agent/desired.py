@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from patronus.agent.dataplane import qos
+from patronus.agent.dataplane import qos, validate
 from patronus.agent.dataplane.routing import PolicyMatch, RoutingPolicy, assign_path_marks
 from patronus.agent.dataplane.wireguard import PeerSpec
 from patronus.api.agentconfig import AgentConfig, InterfaceConfig, MatchConfig, PolicyConfig
@@ -177,6 +177,8 @@ def render_reply_marking(interfaces: Sequence[tuple[str, int]]) -> str:
     Forwarded flows too: a flow a peer opened over lte gets its replies back over lte, not over the
     primary (which may be the very link that failed and made the peer move to lte).
     """
+    # Checked where they become nft syntax, whatever the configuration model already checked.
+    interfaces = [(validate.interface(name), validate.mark(mark)) for name, mark in interfaces]
     lines = [
         f"table inet {REPLY_TABLE}",
         f"delete table inet {REPLY_TABLE}",

@@ -9,7 +9,8 @@ next :meth:`ProbeSet.sync`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import socket
+from collections.abc import Mapping, Sequence
 
 from patronus.agent.desired import ProberSpec
 from patronus.agent.prober import OnCheck, PathProber, ProbeResponder
@@ -30,6 +31,7 @@ class ProbeSet:
         self._on_check = on_check
         self._probers: dict[str, tuple[ProberSpec, PathProber]] = {}
         self._responder: ProbeResponder | None = None
+        self._tunnels: tuple[str, ...] = ()
         self._source: str | None = None
 
     @property
@@ -40,9 +42,11 @@ class ProbeSet:
         """Every prober's schedule is running."""
         return all(prober.running for _, prober in self._probers.values())
 
-    async def sync(self, wanted: Mapping[str, ProberSpec], source: str) -> None:
-        """Probe exactly ``wanted`` from ``source`` (the overlay address), answering probes there too."""
-        await self._sync_responder(source)
+    async def sync(self, wanted: Mapping[str, ProberSpec], source: str, tunnels: Sequence[str] = ()) -> None:
+        """Probe exactly ``wanted`` from ``source`` (the overlay address), answering probes there too, and
+        only when they arrive through one of ``tunnels`` (an overlay address reached over an underlay
+        gets no answer)."""
+        await self._sync_responder(source, present(tunnels))
         for name in list(self._probers):
             spec, prober = self._probers[name]
             if wanted.get(name) != spec or source != self._source or not prober.running:
@@ -66,16 +70,17 @@ class ProbeSet:
             await prober.start()
             self._probers[name] = (spec, prober)
 
-    async def _sync_responder(self, host: str) -> None:
-        if self._responder is not None and self._responder.bind_host == host:
+    async def _sync_responder(self, host: str, tunnels: tuple[str, ...]) -> None:
+        if self._responder is not None and (self._responder.bind_host, self._tunnels) == (host, tunnels):
             return
+        self._tunnels = tunnels
         if self._responder is not None:
-            self._responder.stop()
-            self._responder = None
-        responder = ProbeResponder(host, self.port)
-        await responder.start()
-        self._responder = responder
-        log.info("answering probes", host=host, port=self.port)
+            await self._responder.listen_on(host, tunnels)
+        else:
+            responder = ProbeResponder(host, self.port, devices=tunnels)
+            await responder.start()
+            self._responder = responder
+        log.info("answering probes", host=host, port=self.port, tunnels=list(tunnels))
 
     async def stop(self) -> None:
         for _, prober in self._probers.values():
@@ -84,3 +89,17 @@ class ProbeSet:
         if self._responder is not None:
             self._responder.stop()
             self._responder = None
+
+
+def present(interfaces: Sequence[str]) -> tuple[str, ...]:
+    """The interfaces that exist here now. The applier creates the tunnels before probes are synced, so
+    in an agent this is all of them; a missing one is left out (and said) rather than failing the bind."""
+    found = []
+    for name in interfaces:
+        try:
+            socket.if_nametoindex(name)
+        except OSError:
+            log.warning("tunnel missing: probes through it cannot be answered", interface=name)
+            continue
+        found.append(name)
+    return tuple(found)

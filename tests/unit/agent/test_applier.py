@@ -9,6 +9,7 @@ from patronus.agent.dataplane.commands import CommandError
 from patronus.agent.dataplane.routing import PolicyCounters
 from patronus.agent.desired import plan_dataplane
 from patronus.agent.steering import RouteChange
+from patronus.runtime.clock import FakeClock
 from tests.unit.agent.fakes import FIBER, LTE, PRIVATE_KEY, FakeKernel, config
 
 
@@ -98,3 +99,35 @@ async def test_teardown_removes_ours_and_what_a_previous_run_left(kernel: FakeKe
     assert "patronus_replies" not in kernel.tables
     assert dataplane.kernel_paths == {}
     assert dataplane.plan is None
+
+
+async def test_a_peer_whose_host_name_does_not_resolve_is_retried_on_its_own(kernel: FakeKernel) -> None:
+    clock = FakeClock()
+    resolvable: set[str] = set()
+
+    def resolver(host: str, port: int) -> str:
+        if host not in resolvable:
+            raise OSError(f"{host}: name does not resolve")
+        return "192.0.2.2"
+
+    base = config()
+    interfaces = [
+        iface.model_copy(
+            update={"peers": [p.model_copy(update={"endpoint": "b.example.net:51820"}) for p in iface.peers]}
+        )
+        for iface in base.interfaces
+    ]
+    dataplane = DataPlane(runner=kernel, clock=clock, resolver=resolver)
+    await dataplane.apply(
+        plan_dataplane(base.model_copy(update={"interfaces": interfaces})), PRIVATE_KEY, {"voice": FIBER}
+    )
+    assert dataplane.peer_failures  # reported, not raised: the rest of the data plane is applied
+    assert dataplane.kernel_paths == {"voice": FIBER}
+    due = dataplane.peers_due
+    assert due is not None
+    assert due > clock.monotonic()
+    resolvable.add("b.example.net")
+    clock.advance(due - clock.monotonic())
+    await dataplane.resync_peers()
+    assert dataplane.peer_failures == {}
+    assert any("192.0.2.2:51820" in call.args for call in kernel.calls if call.args[:2] == ["wg", "set"])
