@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything the tests need on a fresh machine of this kind: Debian packages, the Python virtualenv,
-# the control-plane binaries and wireguard-go (built once, cached in ~/.cache/patronus). Safe to run again: each
-# step is skipped when it is already done.
+# the control-plane binaries, wireguard-go and helm (built once, cached in ~/.cache/patronus). Safe to run
+# again: each step is skipped when it is already done.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,3 +42,5 @@ command -v go >/dev/null || { echo "error: Go 1.26 is needed to build the contro
 "$here/scripts/build-controlplane.sh" >/dev/null
 # The agent prefers this build to Debian's wireguard-go (kept as the fallback): it has the TUN offloads.
 "$here/scripts/build-wireguard-go.sh" >/dev/null
+# Helm, for the chart's tests and `make chart-repo`.
+"$here/scripts/build-helm.sh" >/dev/null
