@@ -10,7 +10,9 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 module="$here/tools/helm"
 cache_root="${PATRONUS_CACHE:-$HOME/.cache/patronus}"
-key="$(cat "$module/go.mod" "$module/go.sum" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)"
+# Bump when the build command or its flags below change.
+recipe="CGO_ENABLED=0 -trimpath -ldflags=version,k8sVersion"
+key="$(cat "$module/go.mod" "$module/go.sum" <(echo "$recipe") | sha256sum | cut -c1-16)"
 out="$cache_root/helm-$key"
 
 if [[ -x "$out/helm" && -f "$out/.complete" ]]; then
