@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: setup controlplane build crds lint typecheck test test-unit test-integration test-e2e e2e-local \
+.PHONY: setup controlplane helm build crds manifests chart-repo lint typecheck test test-unit test-integration test-e2e e2e-local \
         dev-up dev-down lab lab-down clean
 
 setup:  ## Debian packages, virtualenv, control-plane binaries (each skipped when current)
@@ -13,11 +13,26 @@ setup:  ## Debian packages, virtualenv, control-plane binaries (each skipped whe
 controlplane:  ## build (or reuse) etcd, kube-apiserver, kube-controller-manager, kubectl
 	scripts/build-controlplane.sh
 
+helm:  ## build (or reuse) the Helm 3 client from its Go module (tools/helm)
+	scripts/build-helm.sh
+
 build: setup  ## a wheel in dist/
 	$(PY) -m pip wheel --no-deps -q -w dist .
 
-crds: setup  ## regenerate deploy/crds from the models
+crds: setup  ## regenerate deploy/crds from the models (and the chart's copy, and deploy/operator)
 	$(VENV)/bin/patronus crds --out deploy/crds
+	scripts/render-manifests.sh
+
+manifests: setup  ## deploy/operator and the chart's crds/ from the chart and deploy/crds
+	scripts/render-manifests.sh
+
+CHART_REPO ?= dist/charts
+chart-repo: setup  ## a Helm chart repository in $(CHART_REPO): the packaged chart and index.yaml
+	@set -euo pipefail; helm="$$(scripts/build-helm.sh)/helm"; \
+	mkdir -p $(CHART_REPO); \
+	"$$helm" package deploy/helm/patronus-operator --destination $(CHART_REPO); \
+	"$$helm" repo index $(CHART_REPO); \
+	echo "serve $(CHART_REPO) over HTTP, then: helm repo add patronus http://HOST:PORT"
 
 lint: setup  ## ruff, and the import contract: each layer imports only the layers below it (pyproject.toml)
 	$(VENV)/bin/ruff check src tests bench
