@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,18 +22,9 @@ from patronus.controlplane.launcher import ControlPlane
 from patronus.controlplane.processes import free_port
 from tests.integration.cluster.conftest import Release, service_account_kubeconfig
 from tests.support.manifests import REAL_KEY, REPO
+from tests.support.waiting import eventually_sync
 
 GV = "sdwan.patronus.dev/v1alpha1"
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def items(control_plane: ControlPlane, kind: str, namespace: str) -> list[dict[str, Any]]:
@@ -150,8 +140,12 @@ def test_operator_converges_with_namespaced_rbac(
     create_world(control_plane, east, ["a", "b", "c"])
     create_world(control_plane, west, ["d", "e"])
     operator = run_operator(release)
-    wait_for(lambda: converged(control_plane, east, 3), 90, f"the operator to converge in {east}")
-    wait_for(lambda: converged(control_plane, west, 2), 30, f"the operator to converge in {west}")
+    eventually_sync(
+        lambda: converged(control_plane, east, 3), timeout=90, what=f"the operator to converge in {east}"
+    )
+    eventually_sync(
+        lambda: converged(control_plane, west, 2), timeout=30, what=f"the operator to converge in {west}"
+    )
     check_clean_run(control_plane, release, operator)
 
 
@@ -166,5 +160,7 @@ def test_operator_converges_with_cluster_rbac(
     release = install({"rbac": {"create": True, "scope": "cluster"}, "watchNamespaces": [anywhere]})
     create_world(control_plane, anywhere, ["a", "b", "c"])
     operator = run_operator(release)
-    wait_for(lambda: converged(control_plane, anywhere, 3), 90, "the operator to converge")
+    eventually_sync(
+        lambda: converged(control_plane, anywhere, 3), timeout=90, what="the operator to converge"
+    )
     check_clean_run(control_plane, release, operator)
