@@ -90,7 +90,11 @@ def test_cluster_mode_grants_the_rules_everywhere_and_nothing_more(
     assert can("patch", SITES, "--subresource=status", "-n", anywhere)
     # What the documentation warns about: Secrets and workloads in every namespace.
     assert can("create", "secrets", "-n", "kube-system")
-    assert can("delete", "deployments.apps", "-n", anywhere)
+    assert can("patch", "deployments.apps", "-n", anywhere)
+    # Server-side apply only, and garbage collection deletes a Site's children: no update, no delete.
+    assert not can("update", "secrets", "-n", anywhere)
+    assert not can("delete", "deployments.apps", "-n", anywhere)
+    assert can("delete", PATHS, "-n", anywhere)  # the Paths a Mesh prunes
     assert not can("patch", SITES, "-n", anywhere)
     assert not can("create", "pods", "-n", anywhere)
     assert not can("create", "clusterroles")

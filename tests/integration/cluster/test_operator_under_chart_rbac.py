@@ -118,6 +118,19 @@ def reconcile_errors(metrics_port: int) -> float:
     )
 
 
+def wait_converged(control_plane: ControlPlane, operator: Operator, namespace: str, sites: int) -> None:
+    try:
+        eventually_sync(
+            lambda: converged(control_plane, namespace, sites),
+            timeout=90,
+            what=f"the operator to converge in {namespace}",
+        )
+    except AssertionError as error:
+        lines = operator.log.read_text().splitlines()
+        refused = [line for line in lines if "forbidden" in line.lower()][:5]
+        raise AssertionError(f"{error}\nrefused: {refused}\nlog tail: {lines[-10:]}") from None
+
+
 def check_clean_run(control_plane: ControlPlane, release: Release, operator: Operator) -> None:
     text = operator.log.read_text()
     forbidden = [line for line in text.splitlines() if "forbidden" in line.lower()]
@@ -140,12 +153,8 @@ def test_operator_converges_with_namespaced_rbac(
     create_world(control_plane, east, ["a", "b", "c"])
     create_world(control_plane, west, ["d", "e"])
     operator = run_operator(release)
-    eventually_sync(
-        lambda: converged(control_plane, east, 3), timeout=90, what=f"the operator to converge in {east}"
-    )
-    eventually_sync(
-        lambda: converged(control_plane, west, 2), timeout=30, what=f"the operator to converge in {west}"
-    )
+    wait_converged(control_plane, operator, east, 3)
+    wait_converged(control_plane, operator, west, 2)
     check_clean_run(control_plane, release, operator)
 
 
@@ -160,7 +169,5 @@ def test_operator_converges_with_cluster_rbac(
     release = install({"rbac": {"create": True, "scope": "cluster"}, "watchNamespaces": [anywhere]})
     create_world(control_plane, anywhere, ["a", "b", "c"])
     operator = run_operator(release)
-    eventually_sync(
-        lambda: converged(control_plane, anywhere, 3), timeout=90, what="the operator to converge"
-    )
+    wait_converged(control_plane, operator, anywhere, 3)
     check_clean_run(control_plane, release, operator)

@@ -66,8 +66,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{/*
 What the operator does in a namespace it watches: read the four kinds and write their status, create the
-Paths a Mesh implies, manage each Site's children, and write Events. It holds every right it grants a
-site's agent in that namespace, which is what lets it create the agents' Roles without `escalate`.
+Paths a Mesh implies (and delete those it prunes), apply each Site's children, and write Events. It
+writes by server-side apply, so no `update` (but of statuses, see below), and garbage collection removes
+a deleted Site's children, so no `delete` but of Paths. It holds every right it grants a site's agent
+there, which is what lets it create the agents' Roles without `escalate`.
 */}}
 {{- define "patronus-operator.rules" -}}
 - apiGroups: [sdwan.patronus.dev]
@@ -75,21 +77,22 @@ site's agent in that namespace, which is what lets it create the agents' Roles w
   verbs: [get, list, watch]
 - apiGroups: [sdwan.patronus.dev]
   resources: [paths]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, list, watch, create, patch, delete]
+# update only because the agents' Roles grant it on their own Site's and Paths' status.
 - apiGroups: [sdwan.patronus.dev]
   resources: [sites/status, paths/status, policies/status, meshes/status]
   verbs: [get, patch, update]
-# Children of Sites. Secrets: the generated key Secrets, and reading a Site's own key Secret.
+# Children of Sites. Secrets: the generated key Secrets, and reading a Site's own (labelled) key Secret.
 - apiGroups: [""]
   resources: [secrets, configmaps, serviceaccounts, services, persistentvolumeclaims]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch, update]
+  verbs: [create, patch]
 {{- end -}}
