@@ -38,6 +38,10 @@ class Helm:
     home: Path
     kubeconfig: Path | None = None
 
+    @property
+    def binary(self) -> Path:
+        return helm_binary()
+
     def env(self) -> dict[str, str]:
         homes = {f"HELM_{kind}_HOME": str(self.home / kind.lower()) for kind in ("CONFIG", "CACHE", "DATA")}
         extra = {"KUBECONFIG": str(self.kubeconfig)} if self.kubeconfig else {}

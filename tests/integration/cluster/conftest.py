@@ -6,6 +6,11 @@ namespaces of its own, and uninstalls it afterwards; the session's control plane
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
+import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +22,7 @@ import yaml
 
 from patronus.controlplane.launcher import ControlPlane
 from tests.support.helm import CHART, Helm
+from tests.support.manifests import REPO
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,42 @@ class Release:
 @pytest.fixture
 def helm(control_plane: ControlPlane, tmp_path: Path) -> Helm:
     return Helm(home=tmp_path / "helm", kubeconfig=control_plane.kubeconfig)
+
+
+@contextlib.contextmanager
+def serve_chart_repository(directory: Path) -> Iterator[str]:
+    """`make chart-repo` into ``directory``, served over HTTP on loopback; yields its URL."""
+    subprocess.run(
+        ["make", "-s", "chart-repo", f"CHART_REPO={directory}"], cwd=REPO, check=True, capture_output=True
+    )
+    assert sorted(p.name for p in directory.iterdir()) == ["index.yaml", "patronus-operator-0.1.0.tgz"]
+    handler = functools.partial(QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture
+def chart_repository(tmp_path: Path) -> Iterator[str]:
+    with serve_chart_repository(tmp_path / "charts") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def chart_repository_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serve_chart_repository(tmp_path_factory.mktemp("charts")) as url:
+        yield url
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
 
 
 @pytest.fixture

@@ -5,13 +5,8 @@ server serves; `kubectl apply` of deploy/; and the rendered objects as the API s
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import subprocess
-import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -64,29 +59,6 @@ def patronus_system(control_plane: ControlPlane) -> Iterator[str]:
     control_plane.kubectl(
         "delete", "namespace", SYSTEM, "--ignore-not-found", "--wait=true", "--timeout=120s"
     )
-
-
-@pytest.fixture
-def chart_repository(tmp_path: Path) -> Iterator[str]:
-    """`make chart-repo` into a temporary directory, served over HTTP on loopback; yields its URL."""
-    directory = tmp_path / "charts"
-    subprocess.run(
-        ["make", "-s", "chart-repo", f"CHART_REPO={directory}"], cwd=REPO, check=True, capture_output=True
-    )
-    assert sorted(p.name for p in directory.iterdir()) == ["index.yaml", "patronus-operator-0.1.0.tgz"]
-    handler = functools.partial(QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join(10)
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 def test_seed_helm_commands_install_from_a_chart_repository(
