@@ -23,11 +23,11 @@ crds: setup  ## regenerate deploy/crds from the models (and the chart's copy, an
 	$(VENV)/bin/patronus crds --out deploy/crds
 	scripts/render-manifests.sh
 
-manifests: setup  ## deploy/operator and the chart's crds/ from the chart and deploy/crds
+manifests:  ## deploy/operator and the chart's crds/ from the chart and deploy/crds
 	scripts/render-manifests.sh
 
 CHART_REPO ?= dist/charts
-chart-repo: setup  ## a Helm chart repository in $(CHART_REPO): the packaged chart and index.yaml
+chart-repo:  ## a Helm chart repository in $(CHART_REPO): the packaged chart and index.yaml
 	@set -euo pipefail; helm="$$(scripts/build-helm.sh)/helm"; \
 	mkdir -p $(CHART_REPO); \
 	"$$helm" package deploy/helm/patronus-operator --destination $(CHART_REPO); \

@@ -44,9 +44,10 @@ def helm(control_plane: ControlPlane, tmp_path: Path) -> Helm:
 @contextlib.contextmanager
 def serve_chart_repository(directory: Path) -> Iterator[str]:
     """`make chart-repo` into ``directory``, served over HTTP on loopback; yields its URL."""
-    subprocess.run(
-        ["make", "-s", "chart-repo", f"CHART_REPO={directory}"], cwd=REPO, check=True, capture_output=True
+    made = subprocess.run(
+        ["make", "-s", "chart-repo", f"CHART_REPO={directory}"], cwd=REPO, capture_output=True, text=True
     )
+    assert made.returncode == 0, made.stderr
     assert sorted(p.name for p in directory.iterdir()) == ["index.yaml", "patronus-operator-0.1.0.tgz"]
     handler = functools.partial(QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
