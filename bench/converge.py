@@ -21,7 +21,7 @@ Watching continues until the operator has written nothing for ``--quiet`` second
 
 Floor (operator stopped, fresh namespace): a plain async client writes the same end state directly: the
 same Sites, Mesh and Policies (POST), every child the operator made (the pure builders of
-``patronus.operator.children`` with each site's rendered config copied from the operator's ConfigMap),
+``patronus.operator.site.children`` with each site's rendered config copied from the operator's ConfigMap),
 the Paths, and one status per Site/Path/Mesh/Policy (copied from the operator's final statuses). It uses
 the operator's verbs (server-side apply for children and statuses) and a semaphore of 4 controllers x
 ``--workers`` requests in flight, the number of operator workers that write. Timed from the first create
@@ -48,6 +48,7 @@ import contextlib
 import cProfile
 import hashlib
 import io
+import json
 import math
 import multiprocessing
 import os
@@ -83,12 +84,12 @@ from patronus.kube.resource import (
     ResourceKind,
 )
 from patronus.kube.rest import RestClient
-from patronus.operator.apply import FIELD_MANAGER, with_digest
-from patronus.operator.children import CONFIG_KEY, SITE_LABEL, desired_children
 from patronus.operator.config import OperatorConfig, load_config
-from patronus.operator.controllers import register
-from patronus.operator.controllers.mesh import path_manifest
 from patronus.operator.main import manager_options
+from patronus.operator.mesh.manifest import path_manifest
+from patronus.operator.reconcile.apply import FIELD_MANAGER, with_digest
+from patronus.operator.site.children import CONFIG_KEY, SITE_LABEL, desired_children
+from patronus.operator.wiring import register
 from patronus.runtime.logs import configure_logging
 from patronus.runtime.manager import Manager
 from patronus.topology.mesh import plan_paths
@@ -872,6 +873,10 @@ async def run_floor_phase(
         }
         await call(rest.apply(body, FIELD_MANAGER, True, "status", kind=kind))
 
+    def overlay_address(text: str) -> str | None:
+        address = json.loads(text).get("overlayAddress")  # the operator records it on the ConfigMap too
+        return str(address) if address else None
+
     def rendered_config(site: str) -> str:
         text = outcome.configs.get(site) or f'{{"site":"{site}"}}'
         return text.replace(f'"namespace":"{first_namespace}"', f'"namespace":"{namespace}"')
@@ -896,7 +901,7 @@ async def run_floor_phase(
             config_json=text,
             config_digest=hashlib.sha256(text.encode()).hexdigest(),
             path_names=work.paths_from.get(name, []),
-            policy_names=work.policies_at.get(name, []),
+            overlay_address=overlay_address(text),
         )
         await asyncio.gather(
             *(call(rest.apply(with_digest(m), FIELD_MANAGER, True)) for m in manifests),

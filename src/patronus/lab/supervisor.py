@@ -55,10 +55,10 @@ from patronus.lab import network, observability
 from patronus.lab.forwarder import LISTEN_HOST, LISTEN_PORT, Forwarder
 from patronus.lab.impair import start_relay
 from patronus.lab.plan import LabPlan, plan_lab
-from patronus.operator.children import child_names
 from patronus.operator.config import load_config
-from patronus.operator.controllers import register
 from patronus.operator.main import FIELD_MANAGER, manager_options
+from patronus.operator.site.children import child_names
+from patronus.operator.wiring import register
 from patronus.runtime.logs import configure_logging
 from patronus.runtime.manager import Manager
 from patronus.topology.mesh import path_name

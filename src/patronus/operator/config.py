@@ -22,7 +22,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from patronus import __version__
-from patronus.api.parsers import DNS_LABEL_PATTERN, format_duration, parse_duration, validate_quantity
+from patronus.api.parsers import DNS_LABEL_PATTERN, format_duration
+from patronus.operator import config_values as values
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,6 @@ MAX_PORT = 65535
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["json", "console"]
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-_DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
 
 # Keys that only make sense per pod (the Downward API) or that locate the ConfigMap itself.
 ENV_ONLY_KEYS = frozenset({"CONFIG_MAP_NAME", "POD_NAME", "POD_NAMESPACE"})
@@ -74,89 +72,6 @@ class CrossFieldError(ValueError):
 
     def render(self, describe: Mapping[str, str]) -> str:
         return self.template.format(**{key: describe[key] for key in self.keys})
-
-
-# -- value parsers: raw string in, typed value out, ValueError with the rule otherwise ----------------
-
-
-def _duration(value: object, *, minimum: float = 0.0) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        try:
-            seconds = parse_duration(str(value).strip())
-        except ValueError:
-            raise ValueError("must be a duration such as 30s, 1m30s or 500ms") from None
-    if seconds <= minimum:
-        raise ValueError(f"must be a duration longer than {minimum:g}s")
-    return seconds
-
-
-def _integer(value: object, *, low: int, high: int | None = None) -> int:
-    rule = f"must be an integer >= {low}" if high is None else f"must be an integer from {low} to {high}"
-    if isinstance(value, bool):
-        raise ValueError(rule)
-    if isinstance(value, int):
-        number = value
-    else:
-        text = str(value).strip()
-        if not re.fullmatch(r"[+-]?[0-9]+", text):
-            raise ValueError(rule)
-        number = int(text)
-    if number < low or (high is not None and number > high):
-        raise ValueError(rule)
-    return number
-
-
-def _boolean(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError("must be true or false")
-
-
-def _choice(value: object, choices: tuple[str, ...]) -> str:
-    text = str(value).strip().lower()
-    if text not in choices:
-        raise ValueError(f"must be one of {', '.join(choices)}")
-    return text
-
-
-def _dns_label(value: object) -> str:
-    text = str(value).strip()
-    if not _DNS_LABEL.fullmatch(text) or len(text) > 63:
-        raise ValueError("must be a lowercase RFC 1123 name such as patronus-system")
-    return text
-
-
-def _namespace_list(value: object) -> tuple[str, ...]:
-    items = value if isinstance(value, list | tuple) else str(value).split(",")
-    names = tuple(str(item).strip() for item in items if str(item).strip())
-    for name in names:
-        if not _DNS_LABEL.fullmatch(name) or len(name) > 63:
-            raise ValueError(
-                f"{name!r} is not a namespace name; must be a comma-separated list of namespaces"
-            )
-    return tuple(dict.fromkeys(names))
-
-
-def _quantity(value: object) -> str:
-    text = str(value).strip()
-    try:
-        return validate_quantity(text)
-    except ValueError:
-        raise ValueError("must be a Kubernetes quantity such as 500m, 2 or 4Gi") from None
-
-
-def _non_blank(value: object) -> str:
-    text = str(value).strip()
-    if not text or any(char.isspace() for char in text):
-        raise ValueError("must be a non-empty string without spaces")
-    return text
 
 
 class OperatorConfig(BaseSettings):
@@ -205,32 +120,32 @@ class OperatorConfig(BaseSettings):
     )
     @classmethod
     def _parse_duration(cls, value: object) -> float:
-        return _duration(value)
+        return values.duration(value)
 
     @field_validator("max_concurrent_reconciles", mode="before")
     @classmethod
     def _parse_concurrency(cls, value: object) -> int:
-        return _integer(value, low=1)
+        return values.integer(value, low=1)
 
     @field_validator("metrics_port", "health_probe_port", mode="before")
     @classmethod
     def _parse_port(cls, value: object) -> int:
-        return _integer(value, low=1, high=MAX_PORT)
+        return values.integer(value, low=1, high=MAX_PORT)
 
     @field_validator("default_cpu_request", "default_memory_request", mode="before")
     @classmethod
     def _parse_quantity(cls, value: object) -> str:
-        return _quantity(value)
+        return values.quantity(value)
 
     @field_validator("leader_election_enabled", mode="before")
     @classmethod
     def _parse_bool(cls, value: object) -> bool:
-        return _boolean(value)
+        return values.boolean(value)
 
     @field_validator("leader_election_namespace", "pod_namespace", mode="before")
     @classmethod
     def _parse_namespace(cls, value: object) -> str | None:
-        return None if value is None else _dns_label(value)
+        return None if value is None else values.dns_label(value)
 
     @field_validator("leader_election_id", "config_map_name", mode="before")
     @classmethod
@@ -243,22 +158,22 @@ class OperatorConfig(BaseSettings):
     @field_validator("watch_namespaces", mode="before")
     @classmethod
     def _parse_namespaces(cls, value: object) -> tuple[str, ...]:
-        return _namespace_list(value)
+        return values.namespace_list(value)
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _parse_log_level(cls, value: object) -> str:
-        return _choice(value, ("debug", "info", "warning", "error"))
+        return values.choice(value, ("debug", "info", "warning", "error"))
 
     @field_validator("log_format", mode="before")
     @classmethod
     def _parse_log_format(cls, value: object) -> str:
-        return _choice(value, ("json", "console"))
+        return values.choice(value, ("json", "console"))
 
     @field_validator("agent_image", "bind_address", "identity", mode="before")
     @classmethod
     def _parse_token(cls, value: object) -> str:
-        return _non_blank(value)
+        return values.non_blank(value)
 
     # -- rules across keys ------------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from patronus.operator.conditions import find
-from patronus.operator.controllers.context import Caches
+from patronus.operator.context import Caches
+from patronus.operator.reconcile.conditions import find
 from patronus.runtime.sources import KindCache
 
 SITE_PHASES = ("Pending", "Active", "Degraded", "Failed")

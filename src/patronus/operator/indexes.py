@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from patronus.kube.resource import ObjectKey
+from patronus.operator.site.children.names import OVERLAY_ADDRESS_ANNOTATION
 from patronus.runtime.cache import Object
 
 BY_SOURCE = "source"  # Paths by their source site
@@ -16,11 +17,10 @@ BY_DESTINATION = "destination"  # Paths by their destination site
 BY_MESH_SITE = "site"  # Meshes by the sites they list
 BY_ENFORCING_SITE = "site"  # Policies by the site that enforces them ("ns/*": every site)
 BY_PEER = "peer"  # Sites by the sites they list in mesh.peerWith
-BY_OVERLAY_ADDRESS = "overlay"  # Sites by status.overlayAddress
+BY_OVERLAY_ADDRESS = "overlay"  # site ConfigMaps by the overlay address they record
 BY_PATH = "path"  # Policies by the Paths they name (primary and backup)
-BY_CHILD_OF = "site"  # operator-made children by the Site label
+BY_REPORTED_POLICY = "reported-policy"  # Sites by the policies their agent reports on
 ALL_SITES = "*"
-SITE_LABEL = "sdwan.patronus.dev/site"
 MANAGED_BY_SELECTOR = "app.kubernetes.io/managed-by=patronus-operator"
 
 
@@ -73,15 +73,19 @@ def site_peers(obj: Object) -> list[str]:
     return [ref(_ns(obj), peer) for peer in mesh.get("peerWith") or [] if isinstance(peer, str)]
 
 
-def site_overlay_address(obj: Object) -> list[str]:
+def site_reported_policies(obj: Object) -> list[str]:
+    """The policies a site's agent reports on in ``status.policies``."""
     status = obj.get("status")
-    address = status.get("overlayAddress") if isinstance(status, dict) else None
+    reports = status.get("policies") if isinstance(status, dict) else None
+    names = {r.get("name") for r in reports or () if isinstance(r, dict)}
+    return [ref(_ns(obj), name) for name in sorted(n for n in names if isinstance(n, str) and n)]
+
+
+def config_map_overlay_address(obj: Object) -> list[str]:
+    """A site's ConfigMap by the overlay address the operator allocated (see ``site.addresses``)."""
+    annotations = obj.get("metadata", {}).get("annotations") or {}
+    address = annotations.get(OVERLAY_ADDRESS_ANNOTATION)
     return [ref(_ns(obj), address)] if isinstance(address, str) and address else []
-
-
-def child_site(obj: Object) -> list[str]:
-    site = (obj.get("metadata", {}).get("labels") or {}).get(SITE_LABEL)
-    return [ref(_ns(obj), site)] if site else []
 
 
 def keys_from_refs(refs: list[str]) -> list[ObjectKey]:

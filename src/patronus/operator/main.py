@@ -16,7 +16,7 @@ from patronus.kube.errors import ApiError, NotFoundError
 from patronus.kube.resource import CONFIG_MAP
 from patronus.kube.rest import RestClient, load_kube_config
 from patronus.operator.config import ConfigError, OperatorConfig, load_config
-from patronus.operator.controllers import register as register_controllers
+from patronus.operator.wiring import register as register_controllers
 from patronus.runtime.logs import configure_logging, get_logger
 from patronus.runtime.manager import EXIT_FAILED, Manager, ManagerOptions
 

@@ -15,8 +15,8 @@ from patronus.controlplane.launcher import ControlPlane
 from patronus.controlplane.processes import free_port
 from patronus.kube.rest import RestClient
 from patronus.operator.config import load_config
-from patronus.operator.controllers import register
 from patronus.operator.main import manager_options
+from patronus.operator.wiring import register
 from patronus.runtime.logs import configure_logging
 from patronus.runtime.manager import EXIT_OK, Manager
 

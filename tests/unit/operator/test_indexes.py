@@ -26,10 +26,23 @@ def test_policies_are_found_by_the_paths_and_sites_they_name() -> None:
     assert indexes.policy_paths({"metadata": {"name": "p", "namespace": "ns"}, "spec": "broken"}) == []
 
 
-def test_sites_are_found_by_their_overlay_address_once_they_have_one() -> None:
-    site: dict[str, Any] = {"metadata": {"name": "a", "namespace": "ns"}, "spec": {}}
-    assert indexes.site_overlay_address(site) == []
-    site["status"] = {"overlayAddress": "100.96.3.4"}
-    assert indexes.site_overlay_address(site) == ["ns/100.96.3.4"]
-    site["status"] = {"overlayAddress": ""}
-    assert indexes.site_overlay_address(site) == []
+def test_site_config_maps_are_found_by_the_overlay_address_the_operator_recorded() -> None:
+    config_map: dict[str, Any] = {"metadata": {"name": "a-agent", "namespace": "ns"}}
+    assert indexes.config_map_overlay_address(config_map) == []
+    config_map["metadata"]["annotations"] = {"sdwan.patronus.dev/overlay-address": "100.96.3.4"}
+    assert indexes.config_map_overlay_address(config_map) == ["ns/100.96.3.4"]
+    config_map["metadata"]["annotations"] = {"sdwan.patronus.dev/overlay-address": ""}
+    assert indexes.config_map_overlay_address(config_map) == []
+
+
+def test_a_sites_status_address_is_not_indexed() -> None:
+    """The agent may write its Site's status: an address there is never taken for the allocation."""
+    site = {"metadata": {"name": "a", "namespace": "ns"}, "status": {"overlayAddress": "100.96.3.4"}}
+    assert indexes.config_map_overlay_address(site) == []
+
+
+def test_sites_are_found_by_the_policies_their_agent_reports_on() -> None:
+    site: dict[str, Any] = {"metadata": {"name": "a", "namespace": "ns"}}
+    assert indexes.site_reported_policies(site) == []
+    site["status"] = {"policies": [{"name": "voice"}, {"name": "bulk"}, {"nope": 1}, "junk"]}
+    assert indexes.site_reported_policies(site) == ["ns/bulk", "ns/voice"]

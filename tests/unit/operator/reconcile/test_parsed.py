@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from patronus.api import Site
-from patronus.operator import parsed as parsed_module
-from patronus.operator.parsed import parsed, parsed_or_error
+from patronus.operator.reconcile import parsed as parsed_module
+from patronus.operator.reconcile.parsed import parsed, parsed_or_error
 
 
 def _site(version: str, endpoint: str = "a.example.net:51820", uid: str = "uid-a") -> dict[str, Any]:

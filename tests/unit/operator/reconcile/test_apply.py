@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from patronus.kube.resource import CONFIG_MAP, PATH
-from patronus.operator.apply import (
+from patronus.operator.reconcile.apply import (
     DIGEST_ANNOTATION,
     AppliedVersions,
     apply_if_changed,

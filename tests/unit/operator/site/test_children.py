@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from patronus.api import GROUP_VERSION, Site
-from patronus.operator import children as ch
 from patronus.operator.config import OperatorConfig, load_config
+from patronus.operator.site import children as ch
+from patronus.operator.site.children import data, names, rbac, workload
+from patronus.operator.site.kinds import CHILD_KINDS
 from patronus.wireguard.keys import generate_private_key, public_key_for
 
 NAMESPACE = "sdwan"
@@ -59,7 +61,6 @@ def build(
     secret_name: str | None = None,
     generated: bool = True,
     paths: list[str] | None = None,
-    policies: list[str] | None = None,
     config_json: str = CONFIG_JSON,
 ) -> tuple[list[dict[str, Any]], tuple[str, str] | None]:
     key = None
@@ -76,7 +77,6 @@ def build(
         config_json=config_json,
         config_digest=DIGEST,
         path_names=["nyc-to-sf"] if paths is None else paths,
-        policy_names=["voice"] if policies is None else policies,
     )
     return built, key
 
@@ -183,12 +183,12 @@ def test_long_site_names_are_shortened_with_a_hash(config: OperatorConfig) -> No
         for name in vars_of(ch.child_names(site_name)):
             assert len(name) <= 63
             assert DNS_LABEL.fullmatch(name), name
-        for value in ch.child_labels(site_name).values():
+        for value in names.child_labels(site_name).values():
             assert len(value) <= 63
             assert LABEL_VALUE.fullmatch(value), value
     assert set(vars_of(ch.child_names(first))).isdisjoint(vars_of(ch.child_names(second)))
     assert ch.child_names(first).config_map.endswith("-agent")
-    assert ch.child_labels(first)[ch.SITE_LABEL] != ch.child_labels(second)[ch.SITE_LABEL]
+    assert names.child_labels(first)[ch.SITE_LABEL] != names.child_labels(second)[ch.SITE_LABEL]
     obj, site = make_site(first)
     for child in build(config, obj, site)[0]:
         assert len(child["metadata"]["name"]) <= 63
@@ -202,7 +202,7 @@ def test_names_that_are_not_labels_get_a_hash() -> None:
     dotted, dashed = ch.child_names("branch.nyc"), ch.child_names("branch-nyc")
     assert DNS_LABEL.fullmatch(dotted.config_map)
     assert dotted.config_map != dashed.config_map
-    assert ch.child_labels("branch.nyc")[ch.SITE_LABEL] == "branch.nyc"
+    assert names.child_labels("branch.nyc")[ch.SITE_LABEL] == "branch.nyc"
     digits = ch.child_names("1branch")
     assert digits.config_map == "1branch-agent"
     assert DNS_1035.fullmatch(digits.service), "a Service name must start with a letter"
@@ -212,14 +212,14 @@ def test_owner_reference_needs_a_uid() -> None:
     obj, _ = make_site()
     del obj["metadata"]["uid"]
     with pytest.raises(ValueError, match="uid"):
-        ch.owner_reference(obj)
+        names.owner_reference(obj)
 
 
 def test_site_without_namespace_is_rejected() -> None:
     obj, _ = make_site()
     del obj["metadata"]["namespace"]
     with pytest.raises(ValueError, match="namespace"):
-        ch.service_account(obj)
+        rbac.service_account(obj)
 
 
 # -- the set of children --------------------------------------------------------------------------------
@@ -266,7 +266,6 @@ def test_external_site_with_a_generated_key_is_a_bug(config: OperatorConfig) -> 
             config_json="{}",
             config_digest=DIGEST,
             path_names=[],
-            policy_names=[],
         )
 
 
@@ -275,7 +274,7 @@ def test_pvc_only_with_storage(config: OperatorConfig) -> None:
     plain = by_kind(build(config, obj, site)[0])
     assert "PersistentVolumeClaim" not in plain
     mounts = plain["Deployment"]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
-    assert ch.DATA_DIR not in {mount["mountPath"] for mount in mounts}
+    assert workload.DATA_DIR not in {mount["mountPath"] for mount in mounts}
 
     obj, site = make_site(resources={"storage": "10Gi"})
     stored = by_kind(build(config, obj, site)[0])
@@ -307,15 +306,12 @@ def test_output_is_deterministic(config: OperatorConfig) -> None:
         "config_json": CONFIG_JSON,
         "config_digest": DIGEST,
     }
-    first = ch.desired_children(
-        obj, site, config, path_names=["b", "a", "b"], policy_names=["y", "x"], **arguments
-    )
+    first = ch.desired_children(obj, site, config, path_names=["b", "a", "b"], **arguments)
     second = ch.desired_children(
         copy.deepcopy(obj),
         Site.model_validate(obj),
         config,
         path_names=["a", "b"],
-        policy_names=["x", "y"],
         **arguments,
     )
     assert first == second
@@ -340,7 +336,7 @@ def test_key_secret_rejects_a_mismatched_pair_without_showing_the_key() -> None:
     obj, _ = make_site()
     private = generate_private_key()
     with pytest.raises(ValueError, match="does not belong") as info:
-        ch.key_secret(obj, private, USER_PUBLIC_KEY)
+        data.key_secret(obj, private, USER_PUBLIC_KEY)
     assert private not in str(info.value)
 
 
@@ -351,6 +347,11 @@ def test_config_map_never_holds_the_private_key(config: OperatorConfig) -> None:
     config_map = by_kind(children)["ConfigMap"]
     assert config_map["data"] == {"config.json": CONFIG_JSON}
     assert config_map["metadata"]["annotations"] == {"sdwan.patronus.dev/config-digest": DIGEST}
+    with_address = data.agent_config_map(obj, CONFIG_JSON, DIGEST, overlay_address="100.96.0.7")
+    assert with_address["metadata"]["annotations"] == {
+        "sdwan.patronus.dev/config-digest": DIGEST,
+        "sdwan.patronus.dev/overlay-address": "100.96.0.7",
+    }
     assert key[0] not in json.dumps(config_map)
     for child in children:
         if child["kind"] != "Secret":
@@ -371,7 +372,6 @@ def test_a_config_that_contains_the_private_key_is_refused(config: OperatorConfi
             config_json=json.dumps({"key": private}),
             config_digest=DIGEST,
             path_names=[],
-            policy_names=[],
         )
     assert private not in str(info.value)
 
@@ -384,11 +384,10 @@ def rules_by_resource(role: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("paths", [[], ["p1", "p2"]], ids=["no-paths", "paths"])
-@pytest.mark.parametrize("policies", [[], ["voice"]], ids=["no-policies", "policies"])
-@pytest.mark.parametrize("secret_name", [None, "nyc-key"])
-def test_role_is_least_privilege(paths: list[str], policies: list[str], secret_name: str | None) -> None:
+@pytest.mark.parametrize("secret_name", [None, "nyc-key", "branch-nyc-wireguard"])
+def test_role_is_least_privilege(paths: list[str], secret_name: str | None) -> None:
     obj, _ = make_site()
-    role = ch.agent_role(obj, path_names=paths, policy_names=policies, secret_name=secret_name)
+    role = rbac.agent_role(obj, path_names=paths, secret_name=secret_name)
     for rule in role["rules"]:
         assert len(rule["resources"]) == 1
         for field in ("verbs", "resources", "apiGroups"):
@@ -400,24 +399,29 @@ def test_role_is_least_privilege(paths: list[str], policies: list[str], secret_n
         if WRITE_VERBS & set(rule["verbs"]):
             assert rule["resources"][0].endswith("/status") or rule["resources"] == ["events"], rule
     rules = rules_by_resource(role)
-    for resource, names in (("paths", paths), ("policies", policies)):
-        if names:
-            assert rules[resource]["resourceNames"] == sorted(names)
-            assert rules[f"{resource}/status"]["verbs"] == ["get", "patch", "update"]
-        else:
-            assert resource not in rules
-            assert f"{resource}/status" not in rules
-    assert rules["secrets"] == {
-        "apiGroups": [""],
-        "resources": ["secrets"],
-        "verbs": ["get"],
-        "resourceNames": [secret_name or "branch-nyc-wireguard"],
-    }
+    assert rules["events"]["verbs"] == ["create"], "the agent creates Events; it changes none"
+    assert "policies" not in rules, "Policy status is the operator's"
+    assert "policies/status" not in rules
+    if paths:
+        assert rules["paths"]["resourceNames"] == sorted(paths)
+        assert rules["paths/status"]["verbs"] == ["get", "patch"]
+    else:
+        assert "paths" not in rules
+        assert "paths/status" not in rules
+    if secret_name:
+        assert rules["secrets"] == {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "verbs": ["get"],
+            "resourceNames": [secret_name],
+        }
+    else:
+        assert "secrets" not in rules, "an external site's agent holds its own key"
 
 
 def test_role_rules_exactly() -> None:
     obj, _ = make_site()
-    role = ch.agent_role(obj, path_names=["nyc-to-sf"], policy_names=["voice"])
+    role = rbac.agent_role(obj, path_names=["nyc-to-sf"], secret_name="branch-nyc-wireguard")
     group = "sdwan.patronus.dev"
     read = ["get", "list", "watch"]
     assert role["rules"] == [
@@ -427,7 +431,7 @@ def test_role_rules_exactly() -> None:
             "verbs": read,
             "resourceNames": ["branch-nyc-agent"],
         },
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
         {
             "apiGroups": [""],
             "resources": ["secrets"],
@@ -438,21 +442,14 @@ def test_role_rules_exactly() -> None:
         {
             "apiGroups": [group],
             "resources": ["paths/status"],
-            "verbs": ["get", "patch", "update"],
+            "verbs": ["get", "patch"],
             "resourceNames": ["nyc-to-sf"],
-        },
-        {"apiGroups": [group], "resources": ["policies"], "verbs": read, "resourceNames": ["voice"]},
-        {
-            "apiGroups": [group],
-            "resources": ["policies/status"],
-            "verbs": ["get", "patch", "update"],
-            "resourceNames": ["voice"],
         },
         {"apiGroups": [group], "resources": ["sites"], "verbs": read, "resourceNames": ["branch-nyc"]},
         {
             "apiGroups": [group],
             "resources": ["sites/status"],
-            "verbs": ["get", "patch", "update"],
+            "verbs": ["get", "patch"],
             "resourceNames": ["branch-nyc"],
         },
     ]
@@ -460,7 +457,7 @@ def test_role_rules_exactly() -> None:
 
 def test_role_binding_binds_the_service_account() -> None:
     obj, _ = make_site()
-    binding = ch.agent_role_binding(obj)
+    binding = rbac.agent_role_binding(obj)
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",
@@ -478,7 +475,7 @@ def deployment(
     config: OperatorConfig, secret_name: str | None = "branch-nyc-wireguard", **spec: Any
 ) -> dict[str, Any]:
     obj, site = make_site(**spec)
-    return ch.agent_deployment(obj, site, config, config_digest=DIGEST, secret_name=secret_name)
+    return workload.agent_deployment(obj, site, config, secret_name=secret_name)
 
 
 def container_of(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -493,26 +490,63 @@ def test_deployment_runs_one_agent(config: OperatorConfig) -> None:
     assert spec["replicas"] == 1
     assert spec["strategy"] == {"type": "Recreate"}
     template = spec["template"]
-    assert template["metadata"]["labels"] == ch.child_labels("branch-nyc")
-    assert template["metadata"]["annotations"] == {"sdwan.patronus.dev/config-digest": DIGEST}
+    assert template["metadata"] == {"labels": names.child_labels("branch-nyc")}
     selector = spec["selector"]["matchLabels"]
     assert selector.items() <= template["metadata"]["labels"].items()
     assert template["spec"]["serviceAccountName"] == "branch-nyc-agent"
     container = container_of(manifest)
     assert container["name"] == "agent"
     assert container["image"] == "registry.example/patronus-agent:v1"
-    assert container["args"] == ["agent", "run", "--site", "branch-nyc"]
+    assert container["args"] == [
+        "agent",
+        "run",
+        "--site",
+        "branch-nyc",
+        "--config-map",
+        "branch-nyc-agent",
+        "--key-file",
+        "/etc/patronus/keys/privateKey",
+        "--health-port",
+        "8081",
+        "--metrics-port",
+        "9102",
+    ]
     assert container["env"] == [
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "PATRONUS_SITE", "value": "branch-nyc"},
     ]
 
 
-def test_config_change_rolls_the_pod(config: OperatorConfig) -> None:
+def test_the_agent_is_told_its_shortened_names() -> None:
+    """A dotted or long site name gets hashed child names: the agent is given them, never derives them."""
+    args = workload.agent_args("branch.nyc", ch.child_names("branch.nyc"), key_file=False)
+    assert args[args.index("--config-map") + 1] == ch.child_names("branch.nyc").config_map
+    assert args[args.index("--config-map") + 1] != "branch.nyc-agent"
+    assert "--key-file" not in args
+
+
+def test_a_configuration_change_leaves_the_pod_alone_and_a_new_image_rolls_it(config: OperatorConfig) -> None:
     obj, site = make_site()
-    old = ch.agent_deployment(obj, site, config, config_digest="aaaa", secret_name=None)
-    new = ch.agent_deployment(obj, site, config, config_digest="bbbb", secret_name=None)
-    assert old["spec"]["template"]["metadata"] != new["spec"]["template"]["metadata"]
+    key = generate_private_key()
+    pair = (key, public_key_for(key))
+
+    def pod_template(config_json: str, operator_config: OperatorConfig) -> dict[str, Any]:
+        built = ch.desired_children(
+            obj,
+            site,
+            operator_config,
+            external=False,
+            secret_name=None,
+            generated_key=pair,
+            config_json=config_json,
+            config_digest=str(hash(config_json)),
+            path_names=[],
+        )
+        return dict(by_kind(built)["Deployment"]["spec"]["template"])
+
+    assert pod_template('{"a": 1}', config) == pod_template('{"a": 2}', config)
+    newer = load_config({"AGENT_IMAGE": "registry.example/patronus-agent:v2"})
+    assert pod_template('{"a": 1}', config) != pod_template('{"a": 1}', newer)
 
 
 @pytest.mark.parametrize(
@@ -557,6 +591,7 @@ def test_probes_and_ports(config: OperatorConfig) -> None:
     assert container["readinessProbe"] == {"httpGet": {"path": "/ready", "port": "health"}}
     assert container["ports"] == [
         {"name": "health", "containerPort": 8081, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9102, "protocol": "TCP"},
         {"name": "fiber", "containerPort": 51820, "protocol": "UDP"},
         {"name": "lte", "containerPort": 51821, "protocol": "UDP"},
         {"name": "sat", "containerPort": 52000, "protocol": "UDP"},
@@ -584,6 +619,8 @@ def test_user_secret_key_is_mounted_as_private_key(config: OperatorConfig) -> No
     volumes = {volume["name"]: volume for volume in manifest["spec"]["template"]["spec"]["volumes"]}
     assert volumes["wireguard-key"]["secret"]["secretName"] == "nyc-key"
     assert volumes["wireguard-key"]["secret"]["items"] == [{"key": "wg.key", "path": "privateKey"}]
+    args = container_of(manifest)["args"]
+    assert args[args.index("--key-file") + 1] == "/etc/patronus/keys/privateKey"
 
 
 def test_no_key_volume_without_a_secret(config: OperatorConfig) -> None:
@@ -602,7 +639,7 @@ def test_service_exposes_every_underlay(config: OperatorConfig) -> None:
             {"name": "lte", "endpoint": "198.51.100.7:51900", "listenPort": 51900},
         ],
     )
-    service = ch.wireguard_service(obj, site)
+    service = workload.wireguard_service(obj, site)
     assert service["spec"]["type"] == "LoadBalancer"
     assert service["spec"]["selector"] == {
         "app.kubernetes.io/instance": "branch-nyc",
@@ -617,7 +654,7 @@ def test_service_exposes_every_underlay(config: OperatorConfig) -> None:
 
 def test_service_without_underlays_uses_listen_port() -> None:
     obj, site = make_site(wireguard={"endpoints": ["203.0.113.10:4500"], "listenPort": 4500})
-    assert ch.wireguard_service(obj, site)["spec"]["ports"] == [
+    assert workload.wireguard_service(obj, site)["spec"]["ports"] == [
         {"name": "wireguard", "port": 4500, "targetPort": 4500, "protocol": "UDP"}
     ]
 
@@ -629,13 +666,24 @@ def test_port_names_stay_unique() -> None:
             {"name": "wireguard", "endpoint": "203.0.113.10:51820", "listenPort": 51840},
         ]
     )
-    ports = ch.wireguard_ports(site)
+    ports = workload.wireguard_ports(site)
     assert ports == [("health-2", 51830), ("wireguard", 51840), ("wireguard-2", 51820)]
+    _, metrics = make_site(underlays=[{"name": "metrics", "endpoint": "203.0.113.10:51820"}])
+    assert workload.wireguard_ports(metrics)[0] == ("metrics-2", 51820)
 
 
 def test_child_names_by_kind_cover_every_child() -> None:
-    names = ch.child_names("branch-nyc")
-    by_kind = names.by_kind()
-    assert sorted(by_kind.values()) == sorted(dataclasses.astuple(names))
-    assert by_kind["ConfigMap"] == names.config_map
-    assert by_kind["PersistentVolumeClaim"] == names.pvc
+    child_names = ch.child_names("branch-nyc")
+    by_kind = child_names.by_kind()
+    assert sorted(by_kind.values()) == sorted(dataclasses.astuple(child_names))
+    assert by_kind["ConfigMap"] == child_names.config_map
+    assert by_kind["PersistentVolumeClaim"] == child_names.pvc
+
+
+def test_one_table_of_child_kinds() -> None:
+    """ChildNames, the caches and the apply waves all come from CHILD_KINDS."""
+    assert [child.field for child in CHILD_KINDS] == [f.name for f in dataclasses.fields(ch.ChildNames)]
+    assert {child.resource.kind for child in CHILD_KINDS if child.second_wave} == {
+        "RoleBinding",
+        "Deployment",
+    }

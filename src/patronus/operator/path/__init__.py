@@ -1,0 +1,1 @@
+"""The Path controller: ``status`` (pure) and ``reconciler``."""

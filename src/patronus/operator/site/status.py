@@ -1,0 +1,145 @@
+"""A Site's status, computed from what the operator knows and what the site's agent reports. Pure.
+
+The agent reports in the same status, under its own field manager: ``lastHeartbeatTime`` about every
+10 s, and ``agent`` (its version, the digest of the configuration it runs, and why it refused a newer
+one). From those and the site's Paths the operator derives the phase and the conditions:
+
+- ``KeysReady`` and ``AddressAssigned``: the site can work as specified (else ``Failed``);
+- ``AgentReporting``: a heartbeat within the last 30 s (never one: ``Pending``; a stale one: ``Degraded``);
+- ``ConfigApplied``: the agent runs the configuration the operator rendered last (one it refused makes
+  the site ``Degraded``; one it has not picked up yet is only a moment's delay and changes nothing else);
+- ``Ready``: ``Active``, or the first of the above that is not, else ``PathsNotUp``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from patronus.operator.reconcile.conditions import Cond, merge
+from patronus.runtime.cache import Object
+from patronus.runtime.events import EventType
+from patronus.topology import mean_health
+
+# The agent writes status.lastHeartbeatTime this often; three missed beats and the site is not Active.
+AGENT_HEARTBEAT_INTERVAL = 10.0
+HEARTBEAT_STALE_AFTER = 3 * AGENT_HEARTBEAT_INTERVAL
+CONFIG_REJECTED = "ConfigRejected"
+_DIGEST_SHOWN = 12
+
+
+@dataclass(frozen=True, slots=True)
+class SiteFacts:
+    """Everything a Site's status is computed from."""
+
+    generation: int | None
+    heartbeat_age: float | None
+    """Seconds since the agent's last heartbeat; None if it never sent one."""
+    keys: Cond
+    address: Cond
+    config_digest: str
+    """The digest of the configuration the operator rendered for the site."""
+    agent: Mapping[str, Any]
+    """``status.agent`` as the agent wrote it (empty when it wrote none)."""
+    paths: Sequence[Object]
+    """The Paths that start at the site."""
+    ready_peers: int
+    public_key: str | None
+    overlay_address: str | None
+    config_map: str
+
+
+def _state(path: Object) -> Any:
+    return (path.get("status") or {}).get("state")
+
+
+def agent_reporting(heartbeat_age: float | None) -> Cond:
+    if heartbeat_age is None:
+        return Cond("AgentReporting", "False", "NeverReported", "the site's agent has not reported yet")
+    if heartbeat_age > HEARTBEAT_STALE_AFTER:
+        message = f"no heartbeat for more than {HEARTBEAT_STALE_AFTER:.0f}s"
+        return Cond("AgentReporting", "False", "HeartbeatStale", message)
+    return Cond("AgentReporting", "True", "HeartbeatFresh")
+
+
+def config_applied(agent: Mapping[str, Any], digest: str, heartbeat_age: float | None) -> Cond:
+    running, error = agent.get("configDigest"), agent.get("configError")
+    if running == digest:
+        return Cond("ConfigApplied", "True", "Applied")
+    if error:
+        message = f"the agent keeps its last good configuration and refused the newest: {error}"
+        return Cond("ConfigApplied", "False", CONFIG_REJECTED, message)
+    if heartbeat_age is None or not running:
+        return Cond("ConfigApplied", "Unknown", "NotReported", "the agent has not said what it runs")
+    message = (
+        f"the agent runs configuration {str(running)[:_DIGEST_SHOWN]}; the newest is {digest[:_DIGEST_SHOWN]}"
+    )
+    return Cond("ConfigApplied", "False", "Applying", message)
+
+
+def phase_for(facts: SiteFacts, reporting: Cond, config: Cond) -> str:
+    """Failed: it cannot work as specified; Pending: its agent never reported; Degraded: the agent went
+    quiet, refused its configuration, or some of its paths are not up; Active otherwise."""
+    if facts.keys.status != "True" or facts.address.status != "True":
+        return "Failed"
+    if facts.heartbeat_age is None:
+        return "Pending"
+    if reporting.status != "True" or config.reason == CONFIG_REJECTED:
+        return "Degraded"
+    if any(_state(p) != "up" for p in facts.paths):
+        return "Degraded"
+    return "Active"
+
+
+def ready_condition(phase: str, explaining: Sequence[Cond]) -> Cond:
+    """Ready, with the reason of the first condition in ``explaining`` that holds the site back."""
+    if phase == "Active":
+        return Cond("Ready", "True", "Active")
+    reason = next((c.reason for c in explaining if c.status != "True"), "PathsNotUp")
+    return Cond("Ready", "False", reason, f"site is {phase}")
+
+
+def site_status(previous: Mapping[str, Any], facts: SiteFacts, *, now: datetime) -> dict[str, Any]:
+    """The status fields the operator owns. Pure."""
+    reporting = agent_reporting(facts.heartbeat_age)
+    config = config_applied(facts.agent, facts.config_digest, facts.heartbeat_age)
+    phase = phase_for(facts, reporting, config)
+    rejected = [config] if config.reason == CONFIG_REJECTED else []
+    ready = ready_condition(phase, [facts.keys, facts.address, reporting, *rejected])
+    up = [p for p in facts.paths if _state(p) == "up"]
+    health = mean_health(((p.get("status") or {}).get("health") or {}).get("healthScore") for p in up)
+    status: dict[str, Any] = {
+        "phase": phase,
+        "peers": facts.ready_peers,
+        "activePaths": len(up),
+        "configMap": facts.config_map,
+        "observedGeneration": facts.generation,
+        "conditions": merge(
+            previous.get("conditions"),
+            [facts.keys, facts.address, reporting, config, ready],
+            now=now,
+            generation=facts.generation,
+        ),
+    }
+    if facts.public_key:
+        status["publicKey"] = facts.public_key
+    if facts.overlay_address:
+        status["overlayAddress"] = facts.overlay_address
+    if health is not None:
+        status["healthScore"] = round(health, 1)
+    return status
+
+
+def phase_event(before: str | None, after: str) -> tuple[EventType, str, str] | None:
+    """The Event (type, reason, message) a phase change deserves, if any."""
+    if before == after:
+        return None
+    if after == "Active":
+        return "Normal", "SiteActive", "the site's agent reports and its paths are up"
+    if after == "Failed":
+        return "Warning", "SiteFailed", "the site cannot work as specified; see conditions"
+    if after == "Degraded" and before == "Active":
+        return "Warning", "SiteDegraded", "agent quiet, configuration refused or paths not up; see conditions"
+    return None

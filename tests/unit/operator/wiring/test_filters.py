@@ -1,0 +1,81 @@
+"""Update filters: which changes requeue whom (a Path's heartbeat, a child's status, peers' identity)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from patronus.operator.wiring.filters import (
+    more_than_status_changed,
+    overlay_address_changed,
+    path_summary_changed,
+    policy_reports_changed,
+    public_key_changed,
+    spec_changed,
+)
+
+
+def _path(**status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "p", "generation": 1}, "spec": {}, "status": status}
+
+
+def test_path_heartbeats_do_not_count_as_changes_for_sites_and_meshes() -> None:
+    old = _path(state="up", health={"healthScore": 97.5, "latencyMs": 10.1}, lastChecked="t1")
+    heartbeat = _path(state="up", health={"healthScore": 97.5, "latencyMs": 10.3}, lastChecked="t2")
+    assert not path_summary_changed(old, heartbeat)
+    assert path_summary_changed(old, _path(state="down", health={"healthScore": 0.0}, lastChecked="t2"))
+    assert path_summary_changed(old, _path(state="up", health={"healthScore": 90.0}, lastChecked="t2"))
+    respecced = copy.deepcopy(old)
+    respecced["metadata"]["generation"] = 2
+    assert path_summary_changed(old, respecced)
+
+
+def test_a_childs_status_alone_does_not_requeue_its_site() -> None:
+    deployment: dict[str, Any] = {
+        "metadata": {"name": "a-agent", "resourceVersion": "1", "generation": 1, "managedFields": []},
+        "spec": {"replicas": 1},
+        "status": {"readyReplicas": 0},
+    }
+    pods_came_up = copy.deepcopy(deployment)
+    pods_came_up["metadata"]["resourceVersion"] = "2"
+    pods_came_up["metadata"]["managedFields"] = [{"manager": "kube-controller-manager"}]
+    pods_came_up["status"] = {"readyReplicas": 1}
+    assert not more_than_status_changed(deployment, pods_came_up)
+
+    scaled = copy.deepcopy(pods_came_up)
+    scaled["spec"]["replicas"] = 3
+    assert more_than_status_changed(pods_came_up, scaled)
+    relabelled = copy.deepcopy(pods_came_up)
+    relabelled["metadata"]["labels"] = {"someone": "else"}
+    assert more_than_status_changed(pods_came_up, relabelled)
+    config_map = {"metadata": {"name": "a-agent", "resourceVersion": "1"}, "data": {"config.json": "{}"}}
+    edited = {"metadata": {"name": "a-agent", "resourceVersion": "2"}, "data": {"config.json": "{ }"}}
+    assert more_than_status_changed(config_map, edited)
+
+
+def test_what_peers_read_from_a_sites_children() -> None:
+    secret = {"metadata": {"name": "a-wireguard"}, "data": {"privateKey": "p1", "publicKey": "k1"}}
+    assert not public_key_changed(
+        secret, {**secret, "metadata": {"name": "a-wireguard", "labels": {"x": "y"}}}
+    )
+    assert public_key_changed(secret, {**secret, "data": {"privateKey": "p2", "publicKey": "k2"}})
+    config_map = {
+        "metadata": {"annotations": {"sdwan.patronus.dev/overlay-address": "100.96.0.1"}},
+        "data": {},
+    }
+    assert not overlay_address_changed(config_map, {**config_map, "data": {"config.json": "{}"}})
+    moved = {"metadata": {"annotations": {"sdwan.patronus.dev/overlay-address": "100.96.0.2"}}}
+    assert overlay_address_changed(config_map, moved)
+
+
+def test_what_a_policy_reads_from_a_site() -> None:
+    old = {"metadata": {"generation": 1}, "status": {"lastHeartbeatTime": "t1", "policies": [{"name": "p"}]}}
+    heartbeat = {
+        "metadata": {"generation": 1},
+        "status": {"lastHeartbeatTime": "t2", "policies": [{"name": "p"}]},
+    }
+    assert not policy_reports_changed(old, heartbeat)
+    counted = {"metadata": {"generation": 1}, "status": {"policies": [{"name": "p", "matchedFlows": 1}]}}
+    assert policy_reports_changed(old, counted)
+    assert policy_reports_changed(old, {**old, "metadata": {"generation": 2}})
+    assert spec_changed(old, {**old, "metadata": {"generation": 2}})
