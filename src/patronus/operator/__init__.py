@@ -8,5 +8,6 @@ A map for a newcomer:
 - ``reconcile/``: what every reconciler shares (the opening, no-op-aware apply, conditions, parse memo);
 - ``wiring/``: the caches and their indexes, which change concerns which object (mappers, filters), and
   ``register``, which puts the controllers on a manager;
-- ``context``, ``indexes``, ``gauges``, ``config`` (+ ``config_values``), ``main`` (``patronus operator run``).
+- ``context``, ``indexes``, ``gauges``, ``config`` (and ``config_values``), and ``main``: the
+  ``patronus operator run`` command.
 """

@@ -36,6 +36,15 @@ class RunningOperator:
                 total += sum(s.value for s in metric.samples if s.name.endswith("_total"))
         return total
 
+    def reconcile_errors(self) -> float:
+        return sum(
+            s.value
+            for m in self.manager.metrics.registry.collect()
+            if m.name == "patronus_operator_reconcile_errors"
+            for s in m.samples
+            if s.name.endswith("_total")
+        )
+
     async def settle(self, quiet: float = 1.0, timeout: float = 60.0) -> None:
         """Wait until every queue is empty and no reconcile ran for ``quiet`` seconds."""
         loop = asyncio.get_running_loop()

@@ -64,14 +64,14 @@ def agent_reporting(heartbeat_age: float | None) -> Cond:
     return Cond("AgentReporting", "True", "HeartbeatFresh")
 
 
-def config_applied(agent: Mapping[str, Any], digest: str, heartbeat_age: float | None) -> Cond:
+def config_applied(agent: Mapping[str, Any], digest: str) -> Cond:
     running, error = agent.get("configDigest"), agent.get("configError")
     if running == digest:
         return Cond("ConfigApplied", "True", "Applied")
     if error:
         message = f"the agent keeps its last good configuration and refused the newest: {error}"
         return Cond("ConfigApplied", "False", CONFIG_REJECTED, message)
-    if heartbeat_age is None or not running:
+    if not running:
         return Cond("ConfigApplied", "Unknown", "NotReported", "the agent has not said what it runs")
     message = (
         f"the agent runs configuration {str(running)[:_DIGEST_SHOWN]}; the newest is {digest[:_DIGEST_SHOWN]}"
@@ -104,7 +104,7 @@ def ready_condition(phase: str, explaining: Sequence[Cond]) -> Cond:
 def site_status(previous: Mapping[str, Any], facts: SiteFacts, *, now: datetime) -> dict[str, Any]:
     """The status fields the operator owns. Pure."""
     reporting = agent_reporting(facts.heartbeat_age)
-    config = config_applied(facts.agent, facts.config_digest, facts.heartbeat_age)
+    config = config_applied(facts.agent, facts.config_digest)
     phase = phase_for(facts, reporting, config)
     rejected = [config] if config.reason == CONFIG_REJECTED else []
     ready = ready_condition(phase, [facts.keys, facts.address, reporting, *rejected])
