@@ -49,8 +49,8 @@ from patronus.kube.crds import install_crds
 from patronus.kube.resource import PATH, POLICY, SITE
 from patronus.kube.rest import RestClient
 from patronus.kube.timestamps import format_time
-from patronus.operator.controllers import register
 from patronus.operator.main import manager_options
+from patronus.operator.wiring import register
 from patronus.runtime.logs import configure_logging
 from patronus.runtime.manager import Manager
 

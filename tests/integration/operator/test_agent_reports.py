@@ -75,8 +75,22 @@ async def test_an_agent_cannot_hijack_an_address_or_a_key_through_its_status(
     assert b_status["overlayAddress"] != a_address, "the operator writes its own allocation back"
     assert b_status["publicKey"] != forged
 
-    # Garbage in the agent's status breaks nothing either.
-    agent_patches_status(control_plane, namespace, "b", {"overlayAddress": "x"})
+    # Garbage in the agent's status breaks nothing either: the API server refuses what is not an
+    # address, and an address outside the pool is as ignored as any other.
+    refused = as_agent(
+        control_plane,
+        namespace,
+        "b",
+        "patch",
+        "sites.sdwan.patronus.dev",
+        "b",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status":{"overlayAddress":"x"}}',
+    )
+    assert refused.returncode != 0
+    agent_patches_status(control_plane, namespace, "b", {"overlayAddress": "10.9.9.9"})
     await operator.settle()
     assert await peer_entry(operator, namespace, "a", "b") == b_honest
     assert operator.reconcile_errors() == 0

@@ -7,6 +7,8 @@ requeue only what they concern.
 
 from __future__ import annotations
 
+from typing import Any
+
 from patronus.operator.site.children.data import PUBLIC_KEY
 from patronus.operator.site.children.names import OVERLAY_ADDRESS_ANNOTATION
 from patronus.runtime.cache import Object
@@ -34,11 +36,27 @@ def path_summary_changed(old: Object, new: Object) -> bool:
     )
 
 
+_POLICY_STATE = ("active", "pathInUse", "failoverCount", "lastFailoverTime")
+
+
+def _policy_reports(obj: Object) -> Any:
+    return (obj.get("status") or {}).get("policies")
+
+
+def _policy_states(obj: Object) -> dict[Any, tuple[Any, ...]]:
+    reports = _policy_reports(obj) or []
+    return {r.get("name"): tuple(r.get(k) for k in _POLICY_STATE) for r in reports if isinstance(r, dict)}
+
+
 def policy_reports_changed(old: Object, new: Object) -> bool:
     """What a Policy reads from a Site: its spec and its agent's policy reports (not its heartbeat)."""
-    return spec_changed(old, new) or (old.get("status") or {}).get("policies") != (
-        new.get("status") or {}
-    ).get("policies")
+    return spec_changed(old, new) or _policy_reports(old) != _policy_reports(new)
+
+
+def policy_states_changed(old: Object, new: Object) -> bool:
+    """A site's spec, or where one of its policies stands (installed, path in use, failovers): worth
+    showing at once, unlike its counters, which move with every report."""
+    return spec_changed(old, new) or _policy_states(old) != _policy_states(new)
 
 
 def _without_status(obj: Object) -> Object:

@@ -10,6 +10,7 @@ from patronus.operator.wiring.filters import (
     overlay_address_changed,
     path_summary_changed,
     policy_reports_changed,
+    policy_states_changed,
     public_key_changed,
     spec_changed,
 )
@@ -79,3 +80,15 @@ def test_what_a_policy_reads_from_a_site() -> None:
     assert policy_reports_changed(old, counted)
     assert policy_reports_changed(old, {**old, "metadata": {"generation": 2}})
     assert spec_changed(old, {**old, "metadata": {"generation": 2}})
+
+
+def test_a_failover_shows_at_once_and_counters_may_wait() -> None:
+    def site(**report: object) -> dict[str, object]:
+        return {"metadata": {"generation": 1}, "status": {"policies": [{"name": "voice", **report}]}}
+
+    before = site(active=True, pathInUse="fiber", matchedFlows=1)
+    counted = site(active=True, pathInUse="fiber", matchedFlows=2)
+    failed_over = site(active=True, pathInUse="lte", matchedFlows=2, failoverCount=1)
+    assert policy_reports_changed(before, counted)
+    assert not policy_states_changed(before, counted)
+    assert policy_states_changed(counted, failed_over)
