@@ -2,11 +2,13 @@
 
 Everything here is a pure function of names, so the Mesh controller (which creates and prunes Paths)
 and the Site controller (which configures WireGuard peers) derive the same graph from the same spec.
-Path names are deterministic so a reconcile that sees the same mesh produces the same objects.
+Path names are deterministic, so a reconcile that sees the same mesh produces the same objects, and
+distinct for distinct (mesh, source, destination, underlay), so two Paths never claim one name.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -18,7 +20,7 @@ from patronus.api.site import DEFAULT_UNDERLAY
 MAX_NAME_LENGTH = 63
 """Kubernetes label values and many object names are DNS-1123 labels: at most 63 characters."""
 
-_HASH_LENGTH = 8
+_HASH_LENGTH = 20
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _NOT_LABEL_CHAR = re.compile(r"[^a-z0-9-]")
 
@@ -117,20 +119,21 @@ def plan_paths(
 
 
 def path_name(mesh: str, source: str, destination: str, underlay: str) -> str:
-    """A deterministic DNS-1123 label (at most 63 characters) for a mesh's Path.
+    """A Path name (a DNS-1123 subdomain of at most 63 characters) that no other tuple can have.
 
-    ``{mesh}-{source}-{destination}-{underlay}`` with dots turned into dashes when that is a valid label,
-    so people can read it. Otherwise a truncated, sanitised prefix plus ``-`` and 8 hex digits of the
-    SHA-256 of the whole tuple, so long names stay distinct.
-
-    Note that the readable form is ambiguous when names contain dashes or dots: ("m", "a-b", "c", "u")
-    and ("m", "a", "b-c", "u") both give ``m-a-b-c-u``. Callers that own Paths should recognise their
-    own by labels, not by name alone.
+    Readable, ``{mesh}.{source}.{destination}.{underlay}``, when no part contains a dot and it fits: the
+    parts are DNS labels then, so the name splits back into exactly the four parts it was made of (two
+    tuples never share it). Otherwise a sanitised prefix, ``--`` and 20 base32 characters (100 bits) of
+    the SHA-256 of the whole tuple: such a name has no dot, so it is never a readable one, and two tuples
+    sharing one would need a SHA-256 collision. (No scheme can be injective for every tuple: three names
+    of up to 253 characters do not fit in 63.)
     """
-    readable = f"{mesh}-{source}-{destination}-{underlay}".replace(".", "-")
-    if len(readable) <= MAX_NAME_LENGTH and _DNS_LABEL.fullmatch(readable):
+    parts = (mesh, source, destination, underlay)
+    readable = ".".join(parts)
+    if len(readable) <= MAX_NAME_LENGTH and all(_DNS_LABEL.fullmatch(part) for part in parts):
         return readable
-    digest = hashlib.sha256("\0".join((mesh, source, destination, underlay)).encode()).hexdigest()
-    prefix = _NOT_LABEL_CHAR.sub("-", readable.lower())[: MAX_NAME_LENGTH - _HASH_LENGTH - 1]
+    digest = base64.b32encode(hashlib.sha256("\0".join(parts).encode()).digest()).decode().lower()
+    prefix = _NOT_LABEL_CHAR.sub("-", "-".join(parts).lower())[: MAX_NAME_LENGTH - _HASH_LENGTH - 2]
     prefix = prefix.strip("-")
-    return f"{prefix}-{digest[:_HASH_LENGTH]}" if prefix else digest[:_HASH_LENGTH]
+    suffix = digest[:_HASH_LENGTH]
+    return f"{prefix}--{suffix}" if prefix else suffix

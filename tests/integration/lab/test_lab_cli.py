@@ -122,7 +122,7 @@ def test_lab_up_status_down_leaves_nothing(env: dict[str, str]) -> None:
         lines = status.stdout.splitlines()
         for site in ("a", "b"):
             assert any(line.split()[:1] == [site] for line in lines), status.stdout
-        for path in ("lab-mesh-a-b-fiber", "lab-mesh-a-b-lte", "lab-mesh-b-a-fiber", "lab-mesh-b-a-lte"):
+        for path in ("lab-mesh.a.b.fiber", "lab-mesh.a.b.lte", "lab-mesh.b.a.fiber", "lab-mesh.b.a.lte"):
             assert any(line.startswith(path) for line in lines), status.stdout
         for policy in ("voice", "bulk"):
             assert any(line.split()[:1] == [policy] for line in lines), status.stdout

@@ -109,7 +109,7 @@ async def test_the_agent_reports_in_its_site_and_the_operator_sums_up_the_policy
             "metadata": {"name": "voice", "namespace": namespace},
             "spec": {
                 "match": {"protocol": "udp", "dstPortRange": "5060"},
-                "action": {"primaryPath": {"siteRef": "a", "pathId": "m-a-b-default"}},
+                "action": {"primaryPath": {"siteRef": "a", "pathId": "m.a.b.default"}},
             },
         },
     )
@@ -122,7 +122,7 @@ async def test_the_agent_reports_in_its_site_and_the_operator_sums_up_the_policy
     report = {
         "name": "voice",
         "active": True,
-        "pathInUse": "m-a-b-default",
+        "pathInUse": "m.a.b.default",
         "matchedFlows": 7,
         "bytesRouted": 900,
     }
@@ -130,7 +130,7 @@ async def test_the_agent_reports_in_its_site_and_the_operator_sums_up_the_policy
     await eventually(lambda: _is(ready_reason(), "Enforced"), 30, "the policy enforced at a")
     status = await get_status(rest, POLICY, namespace, "voice")
     assert (status["active"], status["matchedFlows"], status["bytesRouted"]) == (True, 7, 900)
-    assert status["pathInUse"] == {"siteRef": "a", "pathId": "m-a-b-default"}
+    assert status["pathInUse"] == {"siteRef": "a", "pathId": "m.a.b.default"}
     assert [entry["site"] for entry in status["sites"]] == ["a"]
 
     # The agent's Role: its own Site's status, Events to create; no Policy, no Event patches.

@@ -10,7 +10,7 @@ from patronus.kube.resource import MESH, PATH
 from patronus.operator.mesh.reconciler import MeshReconciler
 from tests.unit.operator.world import World, mesh, site, writes_of
 
-FULL = ["m-a-b-default", "m-a-c-default", "m-b-a-default", "m-b-c-default", "m-c-a-default", "m-c-b-default"]
+FULL = ["m.a.b.default", "m.a.c.default", "m.b.a.default", "m.b.c.default", "m.c.a.default", "m.c.b.default"]
 
 CASES: dict[str, tuple[list[dict[str, Any]], list[tuple[str, str, str]]]] = {
     "full mesh of three: six Paths, then the status": (
@@ -22,7 +22,7 @@ CASES: dict[str, tuple[list[dict[str, Any]], list[tuple[str, str, str]]]] = {
         [
             *(
                 ("apply", "paths", n)
-                for n in ["m-a-b-default", "m-a-c-default", "m-b-a-default", "m-c-a-default"]
+                for n in ["m.a.b.default", "m.a.c.default", "m.b.a.default", "m.c.a.default"]
             ),
             ("apply", "meshes/status", "m"),
         ],
@@ -64,7 +64,7 @@ async def test_paths_no_longer_implied_are_pruned_and_the_status_follows() -> No
     assert writes == [
         *(
             ("delete", "paths", n)
-            for n in ["m-a-c-default", "m-b-c-default", "m-c-a-default", "m-c-b-default"]
+            for n in ["m.a.c.default", "m.b.c.default", "m.c.a.default", "m.c.b.default"]
         ),
         ("apply", "meshes/status", "m"),
     ]
@@ -80,17 +80,17 @@ async def test_a_path_changed_by_hand_is_put_back() -> None:
     world = World(site("a"), site("b"), mesh("m", ["a", "b"]))
     reconciler = MeshReconciler(world.ctx)
     await world.reconcile(reconciler, "m")
-    await world.kube.patch_merge(PATH, "ns", "m-a-b-default", {"spec": {"underlay": "lte"}})
+    await world.kube.patch_merge(PATH, "ns", "m.a.b.default", {"spec": {"underlay": "lte"}})
     world.sync()
-    assert writes_of(await world.reconcile(reconciler, "m")) == [("apply", "paths", "m-a-b-default")]
-    assert world.get(PATH, "m-a-b-default")["spec"]["underlay"] == "default"
+    assert writes_of(await world.reconcile(reconciler, "m")) == [("apply", "paths", "m.a.b.default")]
+    assert world.get(PATH, "m.a.b.default")["spec"]["underlay"] == "default"
 
 
 async def test_the_status_sums_up_the_paths_that_are_up() -> None:
     world = World(site("a"), site("b"), mesh("m", ["a", "b"]))
     reconciler = MeshReconciler(world.ctx)
     await world.reconcile(reconciler, "m")
-    for name, score in (("m-a-b-default", 90.0), ("m-b-a-default", 80.0)):
+    for name, score in (("m.a.b.default", 90.0), ("m.b.a.default", 80.0)):
         status = {"state": "up", "health": {"healthScore": score}}
         await world.kube.apply(
             {
