@@ -6,11 +6,21 @@ cached object.
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 from typing import Any
 
+from patronus.api.addresses import parse_endpoint
 from patronus.kube.resource import ObjectKey
-from patronus.operator.site.children.names import OVERLAY_ADDRESS_ANNOTATION
+from patronus.operator.site.children.data import PUBLIC_KEY
+from patronus.operator.site.children.names import (
+    MANAGED_BY,
+    OVERLAY_ADDRESS_ANNOTATION,
+    SITE_LABEL,
+    site_label_value,
+)
 from patronus.runtime.cache import Object
+from patronus.topology.addressing import IPNetwork
 
 BY_SOURCE = "source"  # Paths by their source site
 BY_DESTINATION = "destination"  # Paths by their destination site
@@ -20,8 +30,12 @@ BY_PEER = "peer"  # Sites by the sites they list in mesh.peerWith
 BY_OVERLAY_ADDRESS = "overlay"  # site ConfigMaps by the overlay address they record
 BY_PATH = "path"  # Policies by the Paths they name (primary and backup)
 BY_REPORTED_POLICY = "reported-policy"  # Sites by the policies their agent reports on
+BY_PUBLIC_KEY = "public-key"  # Sites by spec.wireguard.publicKey; key Secrets by the public key they hold
+BY_SUBNET = "subnet"  # Sites by each of their subnets
+BY_SUBNET_ANCESTOR = "subnet-ancestor"  # Sites by every prefix strictly holding one of their subnets
+BY_ENDPOINT_ANCESTOR = "endpoint-ancestor"  # Sites by every prefix holding one of their endpoint addresses
+BY_LABEL_VALUE = "label-value"  # Sites by the value their children's (and key Secrets') site label has
 ALL_SITES = "*"
-MANAGED_BY_SELECTOR = "app.kubernetes.io/managed-by=patronus-operator"
 
 
 def _ns(obj: Object) -> str:
@@ -71,6 +85,71 @@ def policy_paths(obj: Object) -> list[str]:
 def site_peers(obj: Object) -> list[str]:
     mesh = _spec(obj).get("mesh") or {}
     return [ref(_ns(obj), peer) for peer in mesh.get("peerWith") or [] if isinstance(peer, str)]
+
+
+def site_public_key(obj: Object) -> list[str]:
+    key = (_spec(obj).get("wireguard") or {}).get("publicKey")
+    return [ref(_ns(obj), key)] if isinstance(key, str) and key else []
+
+
+def secret_public_key(obj: Object) -> list[str]:
+    """An operator-made key Secret by the public key it holds (decoded; user Secrets hold none)."""
+    if (obj.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/managed-by") != MANAGED_BY:
+        return []
+    try:
+        key = base64.b64decode((obj.get("data") or {}).get(PUBLIC_KEY, "")).decode().strip()
+    except (ValueError, UnicodeDecodeError):
+        return []
+    return [ref(_ns(obj), key)] if key else []
+
+
+def _networks(obj: Object) -> list[IPNetwork]:
+    found = []
+    for text in _spec(obj).get("subnets") or []:
+        try:
+            found.append(ipaddress.ip_network(str(text), strict=False))
+        except ValueError:
+            continue
+    return found
+
+
+def site_subnets(obj: Object) -> list[str]:
+    return sorted({ref(_ns(obj), str(network)) for network in _networks(obj)})
+
+
+def site_subnet_ancestors(obj: Object) -> list[str]:
+    return sorted(
+        {
+            ref(_ns(obj), str(network.supernet(new_prefix=length)))
+            for network in _networks(obj)
+            for length in range(network.prefixlen)
+        }
+    )
+
+
+def site_endpoint_ancestors(obj: Object) -> list[str]:
+    found = set()
+    for endpoint in (_spec(obj).get("wireguard") or {}).get("endpoints") or []:
+        try:
+            address = parse_endpoint(str(endpoint)).address()
+        except ValueError:
+            continue
+        if address is not None:
+            host = ipaddress.ip_network(address)
+            found |= {ref(_ns(obj), str(host.supernet(new_prefix=n))) for n in range(host.prefixlen + 1)}
+    return sorted(found)
+
+
+def site_label_values(obj: Object) -> list[str]:
+    """A site by the value of ``sdwan.patronus.dev/site`` that its objects carry (its name, shortened with
+    a hash past 63 characters): how a labelled key Secret finds its site."""
+    return [ref(_ns(obj), site_label_value(obj["metadata"]["name"]))]
+
+
+def secret_site_label(obj: Object) -> list[str]:
+    """A Secret by the site its ``sdwan.patronus.dev/site`` label names."""
+    value = (obj.get("metadata", {}).get("labels") or {}).get(SITE_LABEL)
+    return [ref(_ns(obj), value)] if isinstance(value, str) and value else []
 
 
 def site_reported_policies(obj: Object) -> list[str]:

@@ -24,6 +24,9 @@ from patronus.runtime.cache import Object
 from patronus.runtime.sources import KindCache
 from patronus.topology import mean_health, mesh_hubs, plan_paths
 
+PATH_NAME_TAKEN = "PathNameTaken"
+_SHOWN = 5
+
 
 @dataclass(frozen=True, slots=True)
 class Members:
@@ -47,12 +50,28 @@ class PlannedPaths:
 
 @dataclass(frozen=True, slots=True)
 class PathDiff:
-    writes: list[dict[str, Any]] = field(default_factory=list)
-    """Stamped manifests the cache does not hold."""
+    creates: list[dict[str, Any]] = field(default_factory=list)
+    """Stamped manifests of Paths that do not exist yet: created, never applied, so a Path someone else
+    made meanwhile under the same name is refused by the API server rather than taken over."""
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    """Stamped manifests of the mesh's own Paths that differ from the plan."""
+    taken: dict[str, str] = field(default_factory=dict)
+    """Planned names held by a Path this mesh does not control, with who does: left alone, reported."""
     prunes: list[str] = field(default_factory=list)
     """Paths the mesh owns and no longer wants."""
     kept: list[Object] = field(default_factory=list)
     """Paths the mesh owns and wants, as cached (what its status sums up)."""
+
+
+def controller_of(obj: Object) -> Mapping[str, Any] | None:
+    """The owner reference marked as controller, if any."""
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return next((o for o in owners if o.get("controller")), None)
+
+
+def _holder(cached: Object) -> str:
+    owner = controller_of(cached)
+    return f"{owner.get('kind')} {owner.get('name')}" if owner else "no controller"
 
 
 def members(mesh: Mesh, namespace: str, sites: KindCache) -> Members:
@@ -83,21 +102,29 @@ def plan(mesh_obj: Object, mesh: Mesh, found: Members) -> PlannedPaths:
 
 def diff(
     planned: PlannedPaths,
-    namespace: str,
+    mesh_obj: Object,
     paths: KindCache,
     owned: Sequence[Object],
     applied: AppliedVersions,
 ) -> PathDiff:
-    """What to write and prune so that the Paths are the plan. No I/O."""
-    writes = [
-        stamped
-        for name, stamped in planned.manifests
-        if is_stale(PATH, stamped, paths.get(namespace, name), applied)
-    ]
+    """What to create, update and prune so that the Paths are the plan, and which planned names another
+    object holds. No I/O."""
+    namespace, uid = mesh_obj["metadata"]["namespace"], mesh_obj["metadata"]["uid"]
+    result = PathDiff()
+    for name, stamped in planned.manifests:
+        cached = paths.get(namespace, name)
+        if cached is None:
+            result.creates.append(stamped)
+        elif (controller_of(cached) or {}).get("uid") != uid:
+            result.taken[name] = _holder(cached)
+        elif is_stale(PATH, stamped, cached, applied):
+            result.updates.append(stamped)
     wanted = planned.names
-    prunes = sorted(p["metadata"]["name"] for p in owned if p["metadata"]["name"] not in wanted)
-    kept = [p for p in owned if p["metadata"]["name"] in wanted]
-    return PathDiff(writes, prunes, kept)
+    result.prunes.extend(sorted(p["metadata"]["name"] for p in owned if p["metadata"]["name"] not in wanted))
+    result.kept.extend(
+        p for p in owned if p["metadata"]["name"] in wanted and p["metadata"]["name"] not in result.taken
+    )
+    return result
 
 
 def sites_condition(missing: Sequence[str]) -> Cond:
@@ -106,10 +133,21 @@ def sites_condition(missing: Sequence[str]) -> Cond:
     return Cond("SitesResolved", "True", "SitesExist")
 
 
-def ready_condition(missing: Sequence[str], up: int, wanted: int) -> Cond:
+def paths_condition(taken: Mapping[str, str]) -> Cond:
+    """Whether every Path the mesh needs is its own; a name someone else holds is reported, not seized."""
+    if not taken:
+        return Cond("PathsOwned", "True", "AllOwned")
+    shown = ", ".join(f"{name} ({holder})" for name, holder in sorted(taken.items())[:_SHOWN])
+    more = f" and {len(taken) - _SHOWN} more" if len(taken) > _SHOWN else ""
+    message = f"Paths this mesh needs exist and are not its own, so it leaves them alone: {shown}{more}"
+    return Cond("PathsOwned", "False", PATH_NAME_TAKEN, message)
+
+
+def ready_condition(missing: Sequence[str], taken: Mapping[str, str], up: int, wanted: int) -> Cond:
     if wanted and up == wanted:
         return Cond("Ready", "True", "AllPathsUp")
-    return Cond("Ready", "False", "SitesMissing" if missing else "PathsNotUp", f"{up} of {wanted} paths up")
+    reason = "SitesMissing" if missing else PATH_NAME_TAKEN if taken else "PathsNotUp"
+    return Cond("Ready", "False", reason, f"{up} of {wanted} paths up")
 
 
 def mesh_status(
@@ -117,6 +155,7 @@ def mesh_status(
     found: Members,
     wanted: int,
     kept: Sequence[Object],
+    taken: Mapping[str, str],
     *,
     now: datetime,
     generation: int | None,
@@ -124,7 +163,11 @@ def mesh_status(
     """The Mesh's status: sites, Paths, how many are up and their mean health. Pure."""
     up = [p for p in kept if (p.get("status") or {}).get("state") == "up"]
     health = mean_health(((p.get("status") or {}).get("health") or {}).get("healthScore") for p in up)
-    conditions = [sites_condition(found.missing), ready_condition(found.missing, len(up), wanted)]
+    conditions = [
+        sites_condition(found.missing),
+        paths_condition(taken),
+        ready_condition(found.missing, taken, len(up), wanted),
+    ]
     status: dict[str, Any] = {
         "totalSites": len(found.existing),
         "totalPaths": wanted,

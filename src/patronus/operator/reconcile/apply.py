@@ -151,6 +151,17 @@ async def apply_stamped(
     return result
 
 
+async def create_stamped(
+    client: KubeClient, kind: ResourceKind, stamped: dict[str, Any], applied: AppliedVersions | None = None
+) -> Object:
+    """Create a manifest from :func:`needs_apply`: unlike an apply, this never takes over an object of
+    the same name that someone else made meanwhile (the API server answers AlreadyExists)."""
+    result = await client.create(stamped, kind=kind)
+    if applied is not None:
+        applied.record(kind, result, stamped["metadata"]["annotations"][DIGEST_ANNOTATION])
+    return result
+
+
 async def apply_if_changed(
     client: KubeClient,
     kind: ResourceKind,

@@ -2,7 +2,8 @@
 
 Three kinds of site, by what ``spec.wireguard`` gives:
 - no publicKey: the operator generates an X25519 key pair and keeps it in a Secret it owns;
-- publicKey + privateKeySecretRef: the key comes from the user's Secret (a mismatch is a condition);
+- publicKey + privateKeySecretRef: the key comes from the user's Secret, which must carry the label
+  ``sdwan.patronus.dev/site=<site>`` (a mismatch is a condition);
 - publicKey alone: the site is external; its agent runs elsewhere and holds its own private key.
 
 The public key peers are told always comes from the spec or from the operator's own Secret, never from
@@ -26,7 +27,7 @@ from patronus.kube.resource import SECRET
 from patronus.operator.context import Context
 from patronus.operator.reconcile.conditions import Cond
 from patronus.operator.site.children.data import PRIVATE_KEY, PUBLIC_KEY
-from patronus.operator.site.children.names import child_names
+from patronus.operator.site.children.names import SITE_LABEL, child_names, site_label_value
 from patronus.runtime.logs import get_logger
 from patronus.wireguard.keys import generate_private_key, keys_match, public_key_for
 
@@ -112,22 +113,38 @@ async def _generated(ctx: Context, obj: Mapping[str, Any]) -> KeyMaterial:
     return KeyMaterial(Cond(KEYS_READY, "True", "KeyGenerated"), pair[1], secret_name, pair)
 
 
+def user_secret_usable(secret: Mapping[str, Any] | None, site_name: str) -> bool:
+    """The rule for ``privateKeySecretRef``: the Secret carries ``sdwan.patronus.dev/site=<site>``.
+
+    Only someone who may change a Secret can label it, so a site can never borrow another's key (its
+    ``<site>-wireguard`` Secret is labelled for that site) or a Secret its owner did not mean for it.
+    """
+    labels = ((secret or {}).get("metadata") or {}).get("labels") or {}
+    return secret is not None and labels.get(SITE_LABEL) == site_label_value(site_name)
+
+
+def _not_usable(name: str, site_name: str, key: str) -> Cond:
+    """One reason and one message whatever failed (no Secret, no label, another site's label, no such
+    key), so the condition tells nobody which Secrets or keys exist."""
+    message = (
+        f"wireguard.privateKeySecretRef: Secret {name} is not usable: it must exist in this namespace, carry "
+        f"the label {SITE_LABEL}={site_label_value(site_name)} and hold the private key under {key}"
+    )
+    return Cond(KEYS_READY, "False", "KeySecretNotUsable", message)
+
+
 async def _from_user_secret(ctx: Context, obj: Mapping[str, Any], site: Site) -> KeyMaterial:
+    """The key in the user's Secret, from the cache, which holds only site-labelled Secrets. A Secret
+    that fails the rule is never granted to the agent, mounted, or described."""
     wireguard = site.spec.wireguard
     ref = wireguard.private_key_secret_ref
     assert ref is not None
     assert wireguard.public_key is not None
-    namespace = obj["metadata"]["namespace"]
-    public = wireguard.public_key
-    try:
-        secret = await ctx.client.get(SECRET, namespace, ref.name)
-    except NotFoundError:
-        message = f"wireguard.privateKeySecretRef: Secret {ref.name} not found"
-        return KeyMaterial(Cond(KEYS_READY, "False", "SecretNotFound", message), public, ref.name)
-    private = _decode(secret.get("data") or {}, ref.key)
+    namespace, name, public = obj["metadata"]["namespace"], obj["metadata"]["name"], wireguard.public_key
+    secret = ctx.caches.child(SECRET).get(namespace, ref.name)
+    private = _decode((secret or {}).get("data") or {}, ref.key) if user_secret_usable(secret, name) else None
     if private is None:
-        message = f"Secret {ref.name} has no key {ref.key}"
-        return KeyMaterial(Cond(KEYS_READY, "False", "SecretKeyMissing", message), public, ref.name)
+        return KeyMaterial(_not_usable(ref.name, name, ref.key), public, None)
     if not keys_match(private, public):
         message = f"the private key in Secret {ref.name} does not belong to wireguard.publicKey"
         return KeyMaterial(Cond(KEYS_READY, "False", "KeyMismatch", message), public, ref.name)

@@ -21,6 +21,11 @@ from patronus.kube.resource import (
     ResourceKind,
 )
 
+MANAGED_BY_SELECTOR = "app.kubernetes.io/managed-by=patronus-operator"
+# Secrets are cached when they carry a site label: the operator's key Secrets, and the Secrets users
+# label for their site's privateKeySecretRef. The operator never reads any other Secret.
+KEY_SECRET_SELECTOR = "sdwan.patronus.dev/site"
+
 
 @dataclass(frozen=True, slots=True)
 class ChildKind:
@@ -36,10 +41,12 @@ class ChildKind:
     mounts the Secret and ConfigMap and runs as the ServiceAccount; a RoleBinding to a Role that does
     not exist yet fails the API server's escalation check unless the operator may "bind", which it
     may not."""
+    selector: str = MANAGED_BY_SELECTOR
+    """Which objects of the kind the operator caches (and so ever reads)."""
 
 
 CHILD_KINDS: tuple[ChildKind, ...] = (
-    ChildKind(SECRET, "secret", "wireguard"),
+    ChildKind(SECRET, "secret", "wireguard", selector=KEY_SECRET_SELECTOR),
     ChildKind(CONFIG_MAP, "config_map", "agent"),
     ChildKind(SERVICE_ACCOUNT, "service_account", "agent"),
     ChildKind(ROLE, "role", "agent"),

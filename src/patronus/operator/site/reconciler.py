@@ -10,6 +10,7 @@ peers are requeued by the mappers and drop it from their configuration.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from patronus.api import Site
@@ -22,6 +23,7 @@ from patronus.operator.reconcile.opening import Opened, Opening
 from patronus.operator.site.addresses import Assignment, OverlayAddresses
 from patronus.operator.site.applier import ChildrenApplier
 from patronus.operator.site.children import CONFIG_KEY, child_names, desired_children
+from patronus.operator.site.conflicts import duplicate_key_condition, key_rival, routes
 from patronus.operator.site.keys import KeyMaterial, resolve_keys
 from patronus.operator.site.peers import peer_views
 from patronus.operator.site.render import ConfigRenderer, RenderedConfig
@@ -48,7 +50,7 @@ class SiteReconciler:
         if opened is None:
             return None
         site = opened.model
-        keys = await resolve_keys(self.ctx, opened.obj, site)
+        keys = self._unless_contested(opened.obj, await resolve_keys(self.ctx, opened.obj, site))
         assignment = await self.addresses.assign(key.namespace, key.name)
         local = site_view(site, public_key=keys.public_key, overlay_address=assignment.address)
         peers = peer_views(self.ctx.caches, self.addresses, key.namespace, site)
@@ -68,6 +70,11 @@ class SiteReconciler:
         if facts.heartbeat_age is not None and facts.heartbeat_age <= HEARTBEAT_STALE_AFTER:
             return Result(requeue_after=HEARTBEAT_STALE_AFTER - facts.heartbeat_age + 0.5)
         return None
+
+    def _unless_contested(self, obj: Object, keys: KeyMaterial) -> KeyMaterial:
+        """The key material, unless another site claimed the same public key first."""
+        rival = key_rival(self.ctx.caches, obj, keys.public_key) if keys.ready else None
+        return keys if rival is None else replace(keys, condition=duplicate_key_condition(rival))
 
     def _forget(self, key: ObjectKey) -> None:
         self.addresses.release(key.namespace, key.name)
@@ -108,6 +115,7 @@ class SiteReconciler:
             heartbeat_age=(opened.now - heartbeat).total_seconds() if heartbeat else None,
             keys=keys.condition,
             address=assignment.condition,
+            routes=routes(self.ctx.caches, opened.obj, opened.model.spec.subnets or ()).condition(),
             config_digest=rendered.digest,
             agent=opened.status.get("agent") or {},
             paths=paths,

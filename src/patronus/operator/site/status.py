@@ -8,6 +8,8 @@ one). From those and the site's Paths the operator derives the phase and the con
 - ``AgentReporting``: a heartbeat within the last 30 s (never one: ``Pending``; a stale one: ``Degraded``);
 - ``ConfigApplied``: the agent runs the configuration the operator rendered last (one it refused makes
   the site ``Degraded``; one it has not picked up yet is only a moment's delay and changes nothing else);
+- ``SubnetsAccepted``: no other site contests its LAN prefixes (a contested one is not routed to it, and
+  the site is ``Degraded``; see ``site.conflicts``);
 - ``Ready``: ``Active``, or the first of the above that is not, else ``PathsNotUp``.
 """
 
@@ -39,6 +41,8 @@ class SiteFacts:
     """Seconds since the agent's last heartbeat; None if it never sent one."""
     keys: Cond
     address: Cond
+    routes: Cond
+    """SubnetsAccepted: whether another site contests some of its LAN prefixes."""
     config_digest: str
     """The digest of the configuration the operator rendered for the site."""
     agent: Mapping[str, Any]
@@ -86,7 +90,7 @@ def phase_for(facts: SiteFacts, reporting: Cond, config: Cond) -> str:
         return "Failed"
     if facts.heartbeat_age is None:
         return "Pending"
-    if reporting.status != "True" or config.reason == CONFIG_REJECTED:
+    if reporting.status != "True" or config.reason == CONFIG_REJECTED or facts.routes.status != "True":
         return "Degraded"
     if any(_state(p) != "up" for p in facts.paths):
         return "Degraded"
@@ -107,7 +111,7 @@ def site_status(previous: Mapping[str, Any], facts: SiteFacts, *, now: datetime)
     config = config_applied(facts.agent, facts.config_digest)
     phase = phase_for(facts, reporting, config)
     rejected = [config] if config.reason == CONFIG_REJECTED else []
-    ready = ready_condition(phase, [facts.keys, facts.address, reporting, *rejected])
+    ready = ready_condition(phase, [facts.keys, facts.address, reporting, *rejected, facts.routes])
     up = [p for p in facts.paths if _state(p) == "up"]
     health = mean_health(((p.get("status") or {}).get("health") or {}).get("healthScore") for p in up)
     status: dict[str, Any] = {
@@ -118,7 +122,7 @@ def site_status(previous: Mapping[str, Any], facts: SiteFacts, *, now: datetime)
         "observedGeneration": facts.generation,
         "conditions": merge(
             previous.get("conditions"),
-            [facts.keys, facts.address, reporting, config, ready],
+            [facts.keys, facts.address, reporting, config, facts.routes, ready],
             now=now,
             generation=facts.generation,
         ),

@@ -6,9 +6,11 @@ binds the caches. They look up indexes (never walk a namespace), so a change cos
 
 from __future__ import annotations
 
-from patronus.kube.resource import ObjectKey
+from patronus.kube.resource import SECRET, ObjectKey
 from patronus.operator import indexes
 from patronus.operator.context import Caches
+from patronus.operator.site import conflicts
+from patronus.operator.site.children.names import child_names
 from patronus.runtime.cache import Object
 
 
@@ -68,12 +70,14 @@ def meshes_of_site(caches: Caches, obj: Object) -> list[ObjectKey]:
     return _keys(caches.meshes.by_index(indexes.BY_MESH_SITE, site))
 
 
-def owning_mesh_of_path(obj: Object) -> list[ObjectKey]:
-    return [
-        ObjectKey(_namespace(obj), owner["name"])
-        for owner in obj["metadata"].get("ownerReferences") or []
-        if owner.get("kind") == "Mesh"
-    ]
+def meshes_of_path(caches: Caches, obj: Object) -> list[ObjectKey]:
+    """The Mesh that owns a Path; for a Path no Mesh owns, the meshes listing its source site, since
+    its name may be one they need (they report it, and take the name once it is free)."""
+    owners = [o["name"] for o in obj["metadata"].get("ownerReferences") or [] if o.get("kind") == "Mesh"]
+    if owners:
+        return [ObjectKey(_namespace(obj), name) for name in owners]
+    sources = indexes.path_source(obj)
+    return _keys(caches.meshes.by_index(indexes.BY_MESH_SITE, sources[0])) if sources else []
 
 
 def paths_of_site(caches: Caches, obj: Object) -> list[ObjectKey]:
@@ -111,3 +115,48 @@ def namespace_wide_policies(caches: Caches, obj: Object) -> list[ObjectKey]:
             indexes.BY_REPORTED_POLICY, indexes.ref(namespace, policy["metadata"]["name"])
         )
     ]
+
+
+def site_of_key_secret(caches: Caches, obj: Object) -> list[ObjectKey]:
+    """A site-labelled Secret changed: the site its label names looks again (a user's Secret for
+    ``privateKeySecretRef`` has no owner reference; its label is what ties it to the site)."""
+    labels = indexes.secret_site_label(obj)
+    return _keys(caches.sites.by_index(indexes.BY_LABEL_VALUE, labels[0])) if labels else []
+
+
+def _with_their_peers(caches: Caches, sites: list[Object]) -> list[ObjectKey]:
+    """The sites, and the sites that peer with them (their configurations hold what was contested)."""
+    found = set(_keys(sites))
+    for site in sites:
+        found |= set(sites_related_to_site(caches, site))
+    return sorted(found)
+
+
+def sites_sharing_secret_key(caches: Caches, obj: Object) -> list[ObjectKey]:
+    """A key Secret came or went: the sites whose spec claims the same public key, and their peers."""
+    claimants = [
+        site
+        for value in indexes.secret_public_key(obj)
+        for site in caches.sites.by_index(indexes.BY_PUBLIC_KEY, value)
+    ]
+    return _with_their_peers(caches, claimants)
+
+
+def sites_in_conflict(caches: Caches, obj: Object) -> list[ObjectKey]:
+    """A site came, went or changed its key, prefixes or endpoints: the sites whose claims that may
+    decide (see ``site.conflicts``), and their peers. Only the new claims are known here: a site whose
+    claim stopped contesting another's lets that one win at the next resync."""
+    namespace, name = _namespace(obj), obj["metadata"]["name"]
+    spec = obj.get("spec") or {}
+    key = (spec.get("wireguard") or {}).get("publicKey")
+    secret = caches.child(SECRET).get(namespace, child_names(name).secret)
+    keys = (
+        [key] if key else [v.partition("/")[2] for v in indexes.secret_public_key(secret or {"metadata": {}})]
+    )
+    rivals = [s for k in keys for s in conflicts.key_claimants(caches, namespace, k)]
+    contested = conflicts.contested_with(
+        caches, obj, spec.get("subnets") or [], (spec.get("wireguard") or {}).get("endpoints") or []
+    )
+    rivals += [site for other in contested if (site := caches.sites.get(namespace, other)) is not None]
+    rivals = [site for site in rivals if site["metadata"]["name"] != name]
+    return [k for k in _with_their_peers(caches, rivals) if k != ObjectKey(namespace, name)]

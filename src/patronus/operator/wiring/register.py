@@ -51,6 +51,13 @@ def _site_controller(manager: Manager, ctx: Context) -> None:
             caches.sites, partial(mappers.sites_related_to_site, caches), on_update=filters.spec_changed
         )
         .watches(caches.child(SECRET), peers_of_owner, on_update=filters.public_key_changed)
+        .watches(caches.child(SECRET), partial(mappers.site_of_key_secret, caches))
+        .watches(
+            caches.child(SECRET),
+            partial(mappers.sites_sharing_secret_key, caches),
+            on_update=filters.public_key_changed,
+        )
+        .watches(caches.sites, partial(mappers.sites_in_conflict, caches), on_update=filters.spec_changed)
         .watches(caches.child(CONFIG_MAP), peers_of_owner, on_update=filters.overlay_address_changed)
         .watches(caches.meshes, mappers.sites_of_mesh, on_update=filters.spec_changed)
         .watches(caches.paths, mappers.source_site_of_path, on_update=filters.path_summary_changed)
@@ -65,7 +72,7 @@ def _mesh_controller(manager: Manager, ctx: Context) -> None:
         .watches(caches.sites, partial(mappers.meshes_of_site, caches), on_update=filters.spec_changed)
         .watches(
             caches.paths,
-            mappers.owning_mesh_of_path,
+            partial(mappers.meshes_of_path, caches),
             on_update=filters.path_summary_changed,
             batch=MESH_PATH_BATCH,
         )

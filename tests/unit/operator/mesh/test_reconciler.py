@@ -8,20 +8,20 @@ import pytest
 
 from patronus.kube.resource import MESH, PATH
 from patronus.operator.mesh.reconciler import MeshReconciler
-from tests.unit.operator.world import World, mesh, site, writes_of
+from tests.unit.operator.world import World, mesh, path, site, writes_of
 
 FULL = ["m.a.b.default", "m.a.c.default", "m.b.a.default", "m.b.c.default", "m.c.a.default", "m.c.b.default"]
 
 CASES: dict[str, tuple[list[dict[str, Any]], list[tuple[str, str, str]]]] = {
     "full mesh of three: six Paths, then the status": (
         [site("a"), site("b"), site("c"), mesh("m", ["a", "b", "c"])],
-        [*(("apply", "paths", name) for name in FULL), ("apply", "meshes/status", "m")],
+        [*(("create", "paths", name) for name in FULL), ("apply", "meshes/status", "m")],
     ),
     "hub and spokes: the hub pairs with each spoke": (
         [site("a"), site("b"), site("c"), mesh("m", ["a", "b", "c"], "hub-spoke")],
         [
             *(
-                ("apply", "paths", n)
+                ("create", "paths", n)
                 for n in ["m.a.b.default", "m.a.c.default", "m.b.a.default", "m.c.a.default"]
             ),
             ("apply", "meshes/status", "m"),
@@ -71,6 +71,7 @@ async def test_paths_no_longer_implied_are_pruned_and_the_status_follows() -> No
     status = world.status(MESH, "m")
     assert (status["totalSites"], status["totalPaths"], status["missingSites"]) == (2, 2, ["d"])
     assert world.conditions(MESH, "m") == {
+        "PathsOwned": ("True", "AllOwned"),
         "Ready": ("False", "SitesMissing"),
         "SitesResolved": ("False", "SitesMissing"),
     }
@@ -107,3 +108,42 @@ async def test_the_status_sums_up_the_paths_that_are_up() -> None:
     status = world.status(MESH, "m")
     assert (status["activePaths"], status["overallHealth"]) == (2, 85.0)
     assert world.conditions(MESH, "m")["Ready"] == ("True", "AllPathsUp")
+
+
+async def test_a_path_the_mesh_does_not_own_is_reported_never_taken_over() -> None:
+    """A user's Path, or another owner's, under a name the mesh needs stays as it is."""
+    users = path("m.a.b.default", "a", "b")
+    users["spec"]["underlay"] = "mine"
+    world = World(site("a"), site("b"), mesh("m", ["a", "b"]), users)
+    before = world.get(PATH, "m.a.b.default")
+    reconciler = MeshReconciler(world.ctx)
+    assert writes_of(await world.reconcile(reconciler, "m")) == [
+        ("create", "paths", "m.b.a.default"),
+        ("apply", "meshes/status", "m"),
+    ]
+    assert world.get(PATH, "m.a.b.default") == before
+    assert world.conditions(MESH, "m")["PathsOwned"] == ("False", "PathNameTaken")
+    assert world.conditions(MESH, "m")["Ready"] == ("False", "PathNameTaken")
+    message = next(c["message"] for c in world.status(MESH, "m")["conditions"] if c["type"] == "PathsOwned")
+    assert "m.a.b.default (no controller)" in message
+    assert world.events.reasons() == ["PathNameTaken"]
+    assert await world.reconcile(reconciler, "m") == [], "said once, nothing rewritten"
+
+    await world.kube.delete(PATH, "ns", "m.a.b.default")
+    world.sync()
+    assert writes_of(await world.reconcile(reconciler, "m")) == [
+        ("create", "paths", "m.a.b.default"),
+        ("apply", "meshes/status", "m"),
+    ]
+    assert world.conditions(MESH, "m")["PathsOwned"] == ("True", "AllOwned")
+
+
+async def test_a_path_made_while_the_cache_lagged_is_not_taken_over() -> None:
+    world = World(site("a"), site("b"), mesh("m", ["a", "b"]))
+    users = path("m.a.b.default", "a", "b")
+    await world.kube.create(users)  # not in the cache yet
+    reconciler = MeshReconciler(world.ctx)
+    await world.reconcile(reconciler, "m")
+    stored = world.get(PATH, "m.a.b.default")
+    assert "ownerReferences" not in stored["metadata"]
+    assert world.conditions(MESH, "m")["PathsOwned"] == ("False", "PathNameTaken")

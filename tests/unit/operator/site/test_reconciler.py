@@ -16,6 +16,7 @@ USER_PRIVATE = generate_private_key()
 USER_PUBLIC = public_key_for(USER_PRIVATE)
 EXTERNAL = {"publicKey": USER_PUBLIC, "endpoints": ["a.example.net:51820"]}
 FROM_SECRET = {**EXTERNAL, "privateKeySecretRef": {"name": "a-key"}}
+FOR_A = {"sdwan.patronus.dev/site": "a"}
 
 WAVE_ONE_GENERATED = [
     ("apply", "secrets", "a-wireguard"),
@@ -42,7 +43,7 @@ CASES: dict[str, tuple[list[dict[str, Any]], list[tuple[str, str, str]]]] = {
         ],
     ),
     "key from the user's Secret: no Secret of ours": (
-        [site("a", wireguard=FROM_SECRET), secret("a-key", {"privateKey": USER_PRIVATE})],
+        [site("a", wireguard=FROM_SECRET), secret("a-key", {"privateKey": USER_PRIVATE}, FOR_A)],
         [*WAVE_ONE_GENERATED[1:], *WAVE_TWO, ("apply", "sites/status", "a")],
     ),
     "invalid spec: only the status": (
@@ -88,6 +89,7 @@ async def test_the_status_says_what_the_operator_knows() -> None:
         "ConfigApplied": ("Unknown", "NotReported"),
         "KeysReady": ("True", "KeyGenerated"),
         "Ready": ("False", "NeverReported"),
+        "SubnetsAccepted": ("True", "NoConflict"),
     }
 
 
@@ -105,7 +107,9 @@ async def test_an_invalid_spec_fails_the_site_and_says_where() -> None:
 
 
 async def test_a_key_that_does_not_match_fails_the_site() -> None:
-    world = World(site("a", wireguard=FROM_SECRET), secret("a-key", {"privateKey": generate_private_key()}))
+    world = World(
+        site("a", wireguard=FROM_SECRET), secret("a-key", {"privateKey": generate_private_key()}, FOR_A)
+    )
     await world.reconcile(SiteReconciler(world.ctx), "a")
     assert world.status(SITE, "a")["phase"] == "Failed"
     assert world.conditions(SITE, "a")["KeysReady"] == ("False", "KeyMismatch")
@@ -113,7 +117,7 @@ async def test_a_key_that_does_not_match_fails_the_site() -> None:
 
 
 async def test_the_agent_gets_its_key_mounted_and_may_read_only_that_secret() -> None:
-    world = World(site("a", wireguard=FROM_SECRET), secret("a-key", {"privateKey": USER_PRIVATE}))
+    world = World(site("a", wireguard=FROM_SECRET), secret("a-key", {"privateKey": USER_PRIVATE}, FOR_A))
     await world.reconcile(SiteReconciler(world.ctx), "a")
     pod = world.get(DEPLOYMENT, "a-agent")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}

@@ -25,6 +25,7 @@ BASE = SiteFacts(
     heartbeat_age=3.0,
     keys=Cond("KeysReady", "True", "KeyGenerated"),
     address=Cond("AddressAssigned", "True", "Assigned"),
+    routes=Cond("SubnetsAccepted", "True", "NoConflict"),
     config_digest=DIGEST,
     agent={"version": "1.0", "configDigest": DIGEST},
     paths=[_path("up", 98.0), _path("up", 96.0)],
@@ -74,6 +75,12 @@ CASES: dict[str, tuple[SiteFacts, str, str, tuple[str, str]]] = {
         "KeySecretNotUsable",
         ("True", "Applied"),
     ),
+    "a contested subnet": (
+        replace(BASE, routes=Cond("SubnetsAccepted", "False", "SubnetConflict", "x")),
+        "Degraded",
+        "SubnetConflict",
+        ("True", "Applied"),
+    ),
     "no address": (
         replace(BASE, address=Cond("AddressAssigned", "False", "PoolExhausted", "x")),
         "Failed",
@@ -98,6 +105,7 @@ def test_phase_and_conditions(case: str) -> None:
         "ConfigApplied",
         "KeysReady",
         "Ready",
+        "SubnetsAccepted",
     ]
 
 

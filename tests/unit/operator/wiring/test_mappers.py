@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from patronus.kube.resource import CONFIG_MAP, SECRET, ObjectKey
+from patronus.operator.site.children.names import site_label_value
 from patronus.operator.wiring import mappers
-from tests.unit.operator.world import NS, World, mesh, path, policy, site
+from tests.unit.operator.world import NS, World, mesh, path, policy, secret, site
 
 
 def keys(*names: str) -> list[ObjectKey]:
@@ -77,10 +78,12 @@ def test_meshes_and_paths_of_a_site(world: World) -> None:
     assert sorted(mappers.paths_of_site(world.caches, c)) == keys("a-c", "c-a")
 
 
-def test_the_mesh_owning_a_path() -> None:
-    owned = owned_by(path("m-a-c", "a", "c"), "Mesh", "m", "uid-m")
-    assert mappers.owning_mesh_of_path(owned) == keys("m")
-    assert mappers.owning_mesh_of_path(path("by-hand", "a", "c")) == []
+def test_the_meshes_of_a_path(world: World) -> None:
+    owned = owned_by(path("m.a.c.default", "a", "c"), "Mesh", "m", "uid-m")
+    assert mappers.meshes_of_path(world.caches, owned) == keys("m")
+    # A Path no mesh owns may hold a name a mesh needs: the meshes listing its source look again.
+    assert sorted(mappers.meshes_of_path(world.caches, path("by-hand", "c", "a"))) == keys("m", "n")
+    assert mappers.meshes_of_path(world.caches, path("by-hand", "b", "a")) == []
 
 
 def test_policies_of_a_path_and_of_a_site(world: World) -> None:
@@ -98,3 +101,34 @@ def test_a_site_coming_or_going_concerns_the_namespace_wide_policies_someone_rep
     b = world.caches.sites.get(NS, "b")
     assert b is not None
     assert mappers.namespace_wide_policies(world.caches, b) == keys("web"), "dns: nobody reports on it"
+
+
+def test_a_labelled_key_secret_finds_its_site() -> None:
+    long_name = "s" * 70
+    world = World(site("a"), site(long_name))
+    labelled = secret("k", {"privateKey": "x"}, {"sdwan.patronus.dev/site": "a"})
+    assert mappers.site_of_key_secret(world.caches, labelled) == keys("a")
+    value = site_label_value(long_name)
+    assert mappers.site_of_key_secret(
+        world.caches, secret("k", {}, {"sdwan.patronus.dev/site": value})
+    ) == keys(long_name)
+    assert mappers.site_of_key_secret(world.caches, secret("k", {})) == []
+
+
+def test_a_site_with_a_contested_claim_requeues_its_rivals_and_their_peers() -> None:
+    shared = {"publicKey": "K6uSA8RBK4jdVwrDas/kO9Dhh+Gx/XA+1XGahbrl7zs=", "endpoints": ["a.example.net:1"]}
+    world = World(
+        site("a", wireguard=shared),
+        site("b", wireguard=shared),
+        site("c", subnets=["10.1.0.0/16"]),
+        site("d", wireguard={"endpoints": ["10.1.2.3:51820"]}),
+        site("e"),
+        mesh("m", ["b", "e"]),
+    )
+    a, d = world.caches.sites.get(NS, "a"), world.caches.sites.get(NS, "d")
+    assert a is not None
+    assert d is not None
+    assert mappers.sites_in_conflict(world.caches, a) == keys("b", "e"), "b shares the key; e peers with b"
+    assert mappers.sites_in_conflict(world.caches, d) == keys("c"), "c's subnet holds d's endpoint"
+    newcomer = site("f", subnets=["10.1.128.0/17"])
+    assert mappers.sites_in_conflict(world.caches, newcomer) == keys("c")
