@@ -24,13 +24,15 @@ from datetime import datetime
 from typing import Any
 
 from patronus.kube.client import KubeClient, Object
-from patronus.kube.errors import ApiError, NotFoundError
+from patronus.kube.errors import ApiError, ConflictError, NotFoundError
 from patronus.kube.resource import LEASE
 from patronus.kube.timestamps import format_micro_time, parse_time
 from patronus.runtime.clock import Clock, SystemClock
 from patronus.runtime.logs import get_logger
 
 log = get_logger(__name__)
+
+HTTP_FORBIDDEN = 403
 
 JITTER_FACTOR = 1.2  # client-go's leaderelection.JitterFactor
 _EXPIRY_MARGIN = 0.01  # so the retry lands just after expiry, not just before it
@@ -199,6 +201,9 @@ class LeaderElector:
         self._running = False
         self._stopped = asyncio.Event()
         self._released_ok = True
+        self.problem: str | None = None
+        """Why the lease cannot be taken at all (a missing namespace, missing rights), with the fix;
+        None while the election works (another holder is not a problem)."""
 
     @property
     def is_leader(self) -> bool:
@@ -282,6 +287,7 @@ class LeaderElector:
         except NotFoundError:
             return await self._create(wall, now)
         except ApiError as exc:
+            self._report_problem(exc, "read")
             log.warning("cannot read the leader lease", error=exc.message, code=exc.status)
             return False
         except Exception as exc:  # the API is unreachable: just another failed try
@@ -306,10 +312,37 @@ class LeaderElector:
         }
         try:
             self._lease = await self._client.create(lease, kind=LEASE)
-        except Exception as exc:  # 409: another candidate created it first; it wins this round
+        except ConflictError as exc:  # another candidate created it first; it wins this round
             log.info("cannot create the leader lease", error=_describe(exc))
             return False
+        except Exception as exc:
+            if not self._report_problem(exc, "create"):
+                log.info("cannot create the leader lease", error=_describe(exc))
+            return False
         self._observe(desired, now)
+        return True
+
+    def _report_problem(self, exc: Exception, verb: str) -> bool:
+        """Say once, as a warning with the fix, when the lease cannot be taken at all; True if it was such
+        a problem. Retrying goes on: the namespace or the rights may appear."""
+        cfg = self.config
+        where = f"Lease {cfg.lease_namespace}/{cfg.lease_name}"
+        if isinstance(exc, NotFoundError) and verb == "create":
+            problem = (
+                f"cannot create the leader {where}: namespace {cfg.lease_namespace} does not exist; "
+                f"create it (kubectl create namespace {cfg.lease_namespace}) or set "
+                "LEADER_ELECTION_NAMESPACE (or POD_NAMESPACE) to the namespace the operator runs in"
+            )
+        elif isinstance(exc, ApiError) and exc.status == HTTP_FORBIDDEN:
+            problem = (
+                f"not allowed to {verb} the leader {where}: grant the operator's ServiceAccount get, create "
+                f"and update on leases in namespace {cfg.lease_namespace}"
+            )
+        else:
+            return False
+        if problem != self.problem:
+            log.warning(problem, lease=cfg.lease_name, namespace=cfg.lease_namespace)
+        self.problem = problem
         return True
 
     async def _write(self, lease: Object, record: LeaderElectionRecord, now: float) -> bool:
@@ -325,6 +358,9 @@ class LeaderElector:
         return True
 
     def _observe(self, record: LeaderElectionRecord, now: float) -> None:
+        if self.problem is not None:
+            log.info("the leader lease works now", lease=self.config.lease_name)
+            self.problem = None
         previous = self._observed.record
         if self._observed.observe(record, now) and (
             previous is None or previous.holder_identity != record.holder_identity

@@ -94,6 +94,8 @@ class Manager:
         self._on_leading: list[Callable[[], Awaitable[None]]] = []
         self._drained = asyncio.Event()  # set once the controllers stopped after leading
         self.health.add_readiness_check("caches-synced", self.caches_synced)
+        # Not leadership (a standby is ready too): whether the election can work at all.
+        self.health.add_readiness_check("leader-election", self._election_possible)
         self.health.add_liveness_check("watches", self._watches_alive)
 
     # -- building ---------------------------------------------------------------------------------
@@ -149,6 +151,9 @@ class Manager:
     def stop(self) -> None:
         """Ask :meth:`run` to shut down gracefully (what SIGTERM does)."""
         self._stop.set()
+
+    def _election_possible(self) -> bool:
+        return self._elector is None or self._elector.problem is None
 
     def _watches_alive(self) -> bool:
         return all(not task.done() for task in self._informer_tasks)
