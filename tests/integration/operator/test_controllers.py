@@ -423,7 +423,7 @@ async def test_no_private_key_in_configmaps_events_statuses_or_logs(
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "byo", "namespace": namespace},
+            "metadata": {"name": "byo", "namespace": namespace, "labels": {"sdwan.patronus.dev/site": "byo"}},
             "data": {"privateKey": base64.b64encode(byo_private.encode()).decode()},
         }
     )
@@ -432,7 +432,11 @@ async def test_no_private_key_in_configmaps_events_statuses_or_logs(
         {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": "wrong", "namespace": namespace},
+            "metadata": {
+                "name": "wrong",
+                "namespace": namespace,
+                "labels": {"sdwan.patronus.dev/site": "mismatch"},
+            },
             "data": {"privateKey": base64.b64encode(wrong_private.encode()).decode()},
         }
     )
@@ -452,7 +456,7 @@ async def test_no_private_key_in_configmaps_events_statuses_or_logs(
             namespace,
             "mismatch",
             wireguard={
-                "publicKey": public_key_for(byo_private),
+                "publicKey": public_key_for(generate_private_key()),
                 "endpoints": ["m.example:51820"],
                 "privateKeySecretRef": {"name": "wrong"},
             },
