@@ -27,7 +27,7 @@ from patronus.lab import impair, network
 from patronus.lab.impair import Impairment
 from patronus.lab.plan import LabPlan
 from patronus.lab.supervisor import LAB_NAMESPACE, MESH_NAME, LabFiles
-from patronus.operator.children import child_names
+from patronus.operator.site.children import child_names
 from patronus.topology.mesh import path_name
 from tests.integration.lab import require_root, unique_prefix
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from patronus.lab.plan import plan_lab
 from patronus.lab.supervisor import LAB_NAMESPACE, agent_command
-from patronus.operator.children import child_names
+from patronus.operator.site.children import child_names
 
 
 def test_the_agent_is_told_its_config_map_and_key_secret() -> None:
