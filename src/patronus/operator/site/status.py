@@ -6,8 +6,9 @@ one). From those and the site's Paths the operator derives the phase and the con
 
 - ``KeysReady`` and ``AddressAssigned``: the site can work as specified (else ``Failed``);
 - ``AgentReporting``: a heartbeat within the last 30 s (never one: ``Pending``; a stale one: ``Degraded``);
-- ``ConfigApplied``: the agent runs the configuration the operator rendered last (one it refused makes
-  the site ``Degraded``; one it has not picked up yet is only a moment's delay and changes nothing else);
+- ``ConfigApplied``: the agent runs the configuration the operator rendered last (one it refused, or a
+  data plane that cannot run it, makes the site ``Degraded``; one it has not picked up yet is only a
+  moment's delay and changes nothing else);
 - ``SubnetsAccepted``: no other site contests its LAN prefixes (a contested one is not routed to it, and
   the site is ``Degraded``; see ``site.conflicts``);
 - ``Ready``: ``Active``, or the first of the above that is not, else ``PathsNotUp``.
@@ -29,6 +30,9 @@ from patronus.topology import mean_health
 AGENT_HEARTBEAT_INTERVAL = 10.0
 HEARTBEAT_STALE_AFTER = 3 * AGENT_HEARTBEAT_INTERVAL
 CONFIG_REJECTED = "ConfigRejected"
+DATA_PLANE_ERROR = "DataPlaneError"
+# The agent runs what it was given, or cannot: the site then does not work as specified.
+_NOT_RUNNING = frozenset({CONFIG_REJECTED, DATA_PLANE_ERROR})
 _DIGEST_SHOWN = 12
 
 
@@ -69,12 +73,15 @@ def agent_reporting(heartbeat_age: float | None) -> Cond:
 
 
 def config_applied(agent: Mapping[str, Any], digest: str) -> Cond:
-    running, error = agent.get("configDigest"), agent.get("configError")
-    if running == digest:
+    running, error, kernel = agent.get("configDigest"), agent.get("configError"), agent.get("dataPlaneError")
+    if running == digest and not kernel:
         return Cond("ConfigApplied", "True", "Applied")
-    if error:
+    if error and running != digest:
         message = f"the agent keeps its last good configuration and refused the newest: {error}"
         return Cond("ConfigApplied", "False", CONFIG_REJECTED, message)
+    if kernel:
+        message = f"the data plane does not fully run the configuration (retried): {kernel}"
+        return Cond("ConfigApplied", "False", DATA_PLANE_ERROR, message)
     if not running:
         return Cond("ConfigApplied", "Unknown", "NotReported", "the agent has not said what it runs")
     message = (
@@ -90,7 +97,7 @@ def phase_for(facts: SiteFacts, reporting: Cond, config: Cond) -> str:
         return "Failed"
     if facts.heartbeat_age is None:
         return "Pending"
-    if reporting.status != "True" or config.reason == CONFIG_REJECTED or facts.routes.status != "True":
+    if reporting.status != "True" or config.reason in _NOT_RUNNING or facts.routes.status != "True":
         return "Degraded"
     if any(_state(p) != "up" for p in facts.paths):
         return "Degraded"
@@ -110,7 +117,7 @@ def site_status(previous: Mapping[str, Any], facts: SiteFacts, *, now: datetime)
     reporting = agent_reporting(facts.heartbeat_age)
     config = config_applied(facts.agent, facts.config_digest)
     phase = phase_for(facts, reporting, config)
-    rejected = [config] if config.reason == CONFIG_REJECTED else []
+    rejected = [config] if config.reason in _NOT_RUNNING else []
     ready = ready_condition(phase, [facts.keys, facts.address, reporting, *rejected, facts.routes])
     up = [p for p in facts.paths if _state(p) == "up"]
     health = mean_health(((p.get("status") or {}).get("health") or {}).get("healthScore") for p in up)

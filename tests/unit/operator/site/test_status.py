@@ -57,6 +57,12 @@ CASES: dict[str, tuple[SiteFacts, str, str, tuple[str, str]]] = {
         "ConfigRejected",
         ("False", "ConfigRejected"),
     ),
+    "the kernel refuses part of it": (
+        replace(BASE, agent={"configDigest": DIGEST, "dataPlaneError": "nft: syntax error"}),
+        "Degraded",
+        "DataPlaneError",
+        ("False", "DataPlaneError"),
+    ),
     "newest configuration not picked up yet": (
         replace(BASE, agent={"configDigest": OTHER}),
         "Active",
