@@ -3,8 +3,9 @@
 The preferred address comes from a hash of the site's key, not from a counter, so it does not depend on
 which other sites exist or in which order the controller met them: two operators (or one operator after a
 restart with an empty cache) pick the same address. Collisions are settled by linear probing. The caller
-persists the result in ``Site.status.overlayAddress`` and passes it back in ``taken`` for every other site,
-so an address never changes once given, even if the pool later fills up around it.
+persists the result where only it writes (the operator: an annotation on the site's ConfigMap, never a
+status an agent may write) and treats it as taken for every other site, so an address never changes once
+given, even if the pool later fills up around it.
 """
 
 from __future__ import annotations
