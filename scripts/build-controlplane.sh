@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, kubectl and etcd from their upstream Go modules
-# (tools/controlplane) into a cache outside the checkout, keyed by the module's go.mod/go.sum and the
-# build flags, so a fresh clone on the same machine reuses it. A second run is a no-op.
+# Builds kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy and etcd
+# from their upstream Go modules (tools/controlplane), all of one k8s.io/kubernetes version, into a
+# cache outside the checkout, keyed by the module's go.mod/go.sum and the build flags, so a fresh clone
+# on the same machine reuses it. A second run is a no-op.
 #
 # Measured on this machine (2 cores): a cold build takes about 7 minutes (module download ~1 min, then
 # etcd ~1 min, kube-apiserver ~3.5 min, kube-controller-manager ~1 min, kubectl ~20 s).
@@ -13,7 +14,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 module="$here/tools/controlplane"
 cache_root="${PATRONUS_CACHE:-$HOME/.cache/patronus}"
 tags="selinux,notest,grpcnotrace"
-binaries=(kube-apiserver kube-controller-manager kubectl etcd)
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd)
 key="$(cat "$module/go.mod" "$module/go.sum" <(echo "$tags ${binaries[*]}") | sha256sum | cut -c1-16)"
 out="$cache_root/controlplane-$key"
 
@@ -55,6 +56,9 @@ build etcd go.etcd.io/etcd/server/v3
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 build kubectl k8s.io/kubernetes/cmd/kubectl
+build kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
+build kubelet k8s.io/kubernetes/cmd/kubelet
+build kube-proxy k8s.io/kubernetes/cmd/kube-proxy
 echo "built in $((SECONDS - start))s" > "$tmp/.complete"
 rm -rf "$out"
 mv "$tmp" "$out"
