@@ -4,17 +4,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 
-.PHONY: setup controlplane helm build crds manifests chart-repo lint typecheck test test-unit test-integration test-e2e e2e-local \
+.PHONY: setup controlplane helm images build crds manifests chart-repo lint typecheck test test-unit test-integration test-e2e e2e-local \
         dev-up dev-down lab lab-down clean
 
-setup:  ## Debian packages, virtualenv, control-plane binaries (each skipped when current)
+setup:  ## Debian packages, virtualenv, control-plane and node binaries, images (each skipped when current)
 	scripts/bootstrap.sh
 
-controlplane:  ## build (or reuse) etcd, kube-apiserver, kube-controller-manager, kubectl
+controlplane:  ## build (or reuse) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy
 	scripts/build-controlplane.sh
 
 helm:  ## build (or reuse) the Helm 3 client from its Go module (tools/helm)
 	scripts/build-helm.sh
+
+images:  ## build (or reuse) the operator, agent and pause images as OCI archives in ~/.cache/patronus (buildah, no daemon)
+	scripts/build-images.sh
 
 build: setup  ## a wheel in dist/
 	$(PY) -m pip wheel --no-deps -q -w dist .

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the tests need on a fresh machine of this kind: Debian packages, the Python virtualenv,
-# the control-plane binaries, wireguard-go and helm (built once, cached in ~/.cache/patronus). Safe to run
-# again: each step is skipped when it is already done.
+# the control-plane and node binaries, wireguard-go, helm and the container images (each built once,
+# cached in ~/.cache/patronus by the hash of its inputs). Safe to run again: each step is skipped when
+# it is already done, so a second run is a no-op.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -9,10 +10,16 @@ venv="${VENV:-$here/.venv}"
 python="${PYTHON:-python3.11}"
 command -v "$python" >/dev/null || python=python3
 
-# Debian packages: the data plane (WireGuard userspace, nftables, iproute2), Prometheus (promtool checks
-# the exporters' output and the alert rules; the lab runs its server) and Chromium for the dashboard's
-# browser tests.
-packages=(wireguard-go wireguard-tools nftables iproute2 procps prometheus chromium)
+# Debian packages, without their recommends (wireguard-tools alone would pull a kernel image):
+# - the data plane: wireguard-go, wireguard-tools, nftables, iproute2, procps;
+# - Prometheus (promtool checks the exporters' output and the alert rules; the lab runs its server) and
+#   Chromium for the dashboard's browser tests;
+# - the node: containerd and runc (the CRI runtime), the CNI reference plugins (bridge, host-local,
+#   loopback, portmap in /usr/lib/cni), util-linux (nsenter);
+# - the images: buildah, debootstrap (the base image), gcc and libc6-dev (the static pause program).
+packages=(wireguard-go wireguard-tools nftables iproute2 procps prometheus chromium
+          containerd runc containernetworking-plugins util-linux
+          buildah debootstrap gcc libc6-dev)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -44,3 +51,4 @@ command -v go >/dev/null || { echo "error: Go 1.26 is needed to build the contro
 "$here/scripts/build-wireguard-go.sh" >/dev/null
 # Helm, for the chart's tests and `make chart-repo`.
 "$here/scripts/build-helm.sh" >/dev/null
+"$here/scripts/build-images.sh" >/dev/null
