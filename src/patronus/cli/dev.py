@@ -1,8 +1,9 @@
 """``patronus dev`` and ``patronus controlplane``: a local control plane for people and for scripts.
 
 ``dev up`` starts ``controlplane run`` as a detached process that owns etcd, kube-apiserver and
-kube-controller-manager, waits until it is ready, and prints the ``export KUBECONFIG=...`` line;
-``dev down`` sends it SIGTERM, which stops the components and removes their files.
+kube-controller-manager (and with ``--node`` a node that runs pods: containerd, kubelet, kube-proxy,
+kube-scheduler), waits until it is ready, and prints the ``export KUBECONFIG=...`` line; ``dev down``
+sends it SIGTERM, which stops the components and removes their files and every change to the machine.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import click
 
 DEV_HOME = Path(os.environ.get("PATRONUS_CACHE", Path.home() / ".cache" / "patronus")) / "dev"
 _STARTUP_TIMEOUT_S = 180.0
-_SHUTDOWN_TIMEOUT_S = 30.0
+# A node first deletes its pods, then stops and unmounts everything; SIGKILL would leave that to a sweep.
+_SHUTDOWN_TIMEOUT_S = 120.0
 
 
 def _pid_file() -> Path:
@@ -66,7 +68,13 @@ def controlplane_group() -> None:
 @click.option(
     "--crds/--no-crds", "with_crds", default=True, show_default=True, help="Install the Patronus CRDs."
 )
-def run_controlplane(kubeconfig_out: Path, controller_manager: bool, with_crds: bool) -> None:
+@click.option(
+    "--node/--no-node",
+    default=False,
+    show_default=True,
+    help="Also run a node with the project's images (root; the API server then binds to the node's link).",
+)
+def run_controlplane(kubeconfig_out: Path, controller_manager: bool, with_crds: bool, node: bool) -> None:
     """Start the control plane in the foreground until SIGTERM or Ctrl-C."""
     from patronus.controlplane import ControlPlane  # noqa: PLC0415
 
@@ -74,12 +82,12 @@ def run_controlplane(kubeconfig_out: Path, controller_manager: bool, with_crds: 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
 
-    click.echo(
-        "starting etcd, kube-apiserver" + (", kube-controller-manager" if controller_manager else ""),
-        err=True,
-    )
+    components = ["etcd", "kube-apiserver"]
+    components += ["kube-controller-manager"] if controller_manager or node else []
+    components += ["a node (containerd, kubelet, kube-proxy, kube-scheduler)"] if node else []
+    click.echo(f"starting {', '.join(components)}", err=True)
     started = time.monotonic()
-    with ControlPlane(controller_manager=controller_manager) as plane:
+    with ControlPlane(controller_manager=controller_manager, node=node) as plane:
         if with_crds:
             names = asyncio.run(_install_crds(plane.kubeconfig))
             click.echo(f"installed CRDs: {', '.join(names)}", err=True)
@@ -114,7 +122,12 @@ def dev_group() -> None:
 
 
 @dev_group.command("up")
-def dev_up() -> None:
+@click.option(
+    "--node",
+    is_flag=True,
+    help="Also run a node that runs pods, with the project's images imported (root; builds them if needed).",
+)
+def dev_up(node: bool) -> None:
     """Start the local control plane in the background and print the KUBECONFIG line."""
     if (pid := _running_pid()) is not None and _kubeconfig().exists():
         click.echo(f"# already running (pid {pid})", err=True)
@@ -122,17 +135,31 @@ def dev_up() -> None:
         return
     DEV_HOME.mkdir(parents=True, exist_ok=True)
     _kubeconfig().unlink(missing_ok=True)
+    env = dict(os.environ)
+    if node:
+        env.update(_build_for_node())
     with _log().open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "patronus", "controlplane", "run", f"--kubeconfig-out={_kubeconfig()}"],
+            [
+                sys.executable,
+                "-m",
+                "patronus",
+                "controlplane",
+                "run",
+                f"--kubeconfig-out={_kubeconfig()}",
+                *(["--node"] if node else []),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=env,
         )
     _pid_file().write_text(f"{process.pid}\n")
     click.echo(f"starting the control plane (pid {process.pid}, log {_log()}) ...", err=True)
-    deadline = time.monotonic() + _STARTUP_TIMEOUT_S
+    from patronus.controlplane.launcher import node_lock_timeout_s  # noqa: PLC0415
+
+    deadline = time.monotonic() + _STARTUP_TIMEOUT_S + (node_lock_timeout_s() if node else 0)
     while not _kubeconfig().exists():
         if process.poll() is not None or time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
@@ -143,6 +170,22 @@ def dev_up() -> None:
             )
         time.sleep(0.2)
     click.echo(f"export KUBECONFIG={_kubeconfig()}")
+
+
+def _build_for_node() -> dict[str, str]:
+    """Build (or find) the binaries and images here, where a cold build's progress can be seen."""
+    from patronus.controlplane import Binaries, ControlPlaneError, ImageSet  # noqa: PLC0415
+
+    if os.geteuid() != 0:
+        raise click.ClickException("a node needs root (network namespace, cgroups, mounts)")
+    try:
+        binaries, images = Binaries.locate(), ImageSet.locate()
+    except ControlPlaneError as error:
+        raise click.ClickException(str(error)) from error
+    return {
+        "PATRONUS_CONTROLPLANE_DIR": str(binaries.directory),
+        "PATRONUS_IMAGES_DIR": str(images.directory),
+    }
 
 
 @dev_group.command("down")

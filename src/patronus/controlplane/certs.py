@@ -1,13 +1,16 @@
 """The PKI a throwaway control plane needs, made with ``cryptography``.
 
-One CA signs the API server's serving certificate (for 127.0.0.1 and localhost) and the admin's client
-certificate (O=system:masters); a separate RSA key signs service-account tokens.
+One CA signs the API server's serving certificate (for 127.0.0.1, localhost, the in-cluster names and any
+address it is bound to) and the admin's client certificate (O=system:masters); a separate RSA key signs
+service-account tokens. The CA key is kept beside them, so that a node's kubelet can get a client
+certificate (``issue_client_cert``) once the control plane runs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,7 @@ _CLOCK_SKEW = dt.timedelta(minutes=5)
 @dataclass(frozen=True, slots=True)
 class PkiFiles:
     ca_cert: Path
+    ca_key: Path
     serving_cert: Path
     serving_key: Path
     admin_cert: Path
@@ -66,8 +70,23 @@ def _builder(
     )
 
 
-def make_pki(directory: Path, admin_user: str = "patronus-admin") -> PkiFiles:
-    """Create the CA, serving, admin and service-account keys under ``directory``."""
+# The names in-cluster clients use for the API server (the `kubernetes` Service's DNS names).
+_IN_CLUSTER_NAMES = (
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
+
+
+def make_pki(
+    directory: Path, admin_user: str = "patronus-admin", *, serving_ips: Sequence[str] = ()
+) -> PkiFiles:
+    """Create the CA, serving, admin and service-account keys under ``directory``.
+
+    ``serving_ips`` are added to the serving certificate beside 127.0.0.1: the address the API server is
+    bound to and the `kubernetes` Service's cluster IP, when pods are to reach it.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("patronus-test-ca")
@@ -98,9 +117,11 @@ def make_pki(directory: Path, admin_user: str = "patronus-admin") -> PkiFiles:
             x509.SubjectAlternativeName(
                 [
                     x509.DNSName("localhost"),
-                    x509.DNSName("kubernetes"),
-                    x509.DNSName("kubernetes.default.svc"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    *(x509.DNSName(name) for name in _IN_CLUSTER_NAMES),
+                    *(
+                        x509.IPAddress(ipaddress.ip_address(ip))
+                        for ip in dict.fromkeys(["127.0.0.1", *serving_ips])
+                    ),
                 ]
             ),
             critical=False,
@@ -120,6 +141,7 @@ def make_pki(directory: Path, admin_user: str = "patronus-admin") -> PkiFiles:
 
     files = PkiFiles(
         ca_cert=directory / "ca.crt",
+        ca_key=directory / "ca.key",
         serving_cert=directory / "apiserver.crt",
         serving_key=directory / "apiserver.key",
         admin_cert=directory / "admin.crt",
@@ -128,6 +150,7 @@ def make_pki(directory: Path, admin_user: str = "patronus-admin") -> PkiFiles:
         service_account_pub=directory / "sa.pub",
     )
     _write_cert(files.ca_cert, ca_cert)
+    _write_key(files.ca_key, ca_key)
     _write_cert(files.serving_cert, serving_cert)
     _write_key(files.serving_key, serving_key)
     _write_cert(files.admin_cert, admin_cert)
@@ -139,3 +162,24 @@ def make_pki(directory: Path, admin_user: str = "patronus-admin") -> PkiFiles:
         )
     )
     return files
+
+
+def issue_client_cert(
+    pki: PkiFiles, directory: Path, name: str, common_name: str, organization: str | None = None
+) -> tuple[Path, Path]:
+    """A client certificate signed by the cluster CA: ``(cert, key)`` as ``<name>.crt`` and ``<name>.key``."""
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{pki.ca_key} is not the EC key make_pki writes")
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        _builder(_name(common_name, organization), ca_cert.subject, key.public_key())
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    _write_cert(cert_path, cert)
+    _write_key(key_path, key)
+    return cert_path, key_path

@@ -1,10 +1,14 @@
-"""A real Kubernetes control plane on loopback: etcd, kube-apiserver and optionally kube-controller-manager.
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver and optionally kube-controller-manager,
+and on request a node that runs pods (:mod:`patronus.controlplane.node`).
 
 Built from upstream sources by ``scripts/build-controlplane.sh``; started here with throwaway PKI, free
 ports and a temporary directory, all of which ``stop()`` removes again::
 
     with ControlPlane(controller_manager=True) as cp:
         print(cp.kubeconfig)          # the admin kubeconfig, for kubectl and the operator
+
+    with ControlPlane(node=True) as cp:   # root: the API server binds to the node's link, not loopback
+        cp.kubectl("run", "x", "--image=patronus-agent:latest", "--image-pull-policy=Never")
 
 Every run lives under ``/tmp/patronus-controlplane/<pid>-<random>``; a run whose process was killed
 before it could clean up is swept away by the next run.
@@ -16,7 +20,6 @@ import atexit
 import base64
 import contextlib
 import os
-import shutil
 import ssl
 import subprocess
 import tempfile
@@ -24,14 +27,17 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import yaml
 
 from patronus.controlplane import processes
-from patronus.controlplane.certs import PkiFiles, make_pki
+from patronus.controlplane.binaries import Binaries, ControlPlaneError, tail
+from patronus.controlplane.certs import PkiFiles, issue_client_cert, make_pki
+from patronus.controlplane.hoststate import HostStateError
+from patronus.controlplane.images import ImageSet
+from patronus.controlplane.node import Node, remove_tree
 
 RUNS_ROOT = Path(tempfile.gettempdir()) / "patronus-controlplane"
 ADMIN_USER = "patronus-admin"
@@ -45,69 +51,23 @@ CONTROLLER_MANAGER_CONTROLLERS = (
     # PVCs carry the pvc-protection finalizer; without this controller their namespaces never finish deleting.
     "persistentvolumeclaim-protection-controller",
 )
-_LOG_TAIL_LINES = 40
+# What pods on a node need beyond that: Service endpoints, the kube-root-ca.crt ConfigMap, the not-ready
+# taint lifted, the aggregated view/edit roles, and pods of deleted nodes collected.
+NODE_CONTROLLERS = (
+    "endpoints-controller",
+    "endpointslice-controller",
+    "endpointslice-mirroring-controller",
+    "root-ca-certificate-publisher-controller",
+    "node-lifecycle-controller",
+    "clusterrole-aggregation-controller",
+    "pod-garbage-collector-controller",
+    "ttl-controller",
+)
 
 
-class ControlPlaneError(RuntimeError):
-    """The control plane could not be built, found or started; the message says what to do."""
-
-
-@dataclass(frozen=True, slots=True)
-class Binaries:
-    """Where the built etcd, kube-apiserver, kube-controller-manager and kubectl are."""
-
-    directory: Path
-
-    @property
-    def etcd(self) -> Path:
-        return self.directory / "etcd"
-
-    @property
-    def kube_apiserver(self) -> Path:
-        return self.directory / "kube-apiserver"
-
-    @property
-    def kube_controller_manager(self) -> Path:
-        return self.directory / "kube-controller-manager"
-
-    @property
-    def kubectl(self) -> Path:
-        return self.directory / "kubectl"
-
-    def missing(self) -> list[str]:
-        wanted = (self.etcd, self.kube_apiserver, self.kube_controller_manager, self.kubectl)
-        return [path.name for path in wanted if not os.access(path, os.X_OK)]
-
-    @classmethod
-    def locate(cls, *, build: bool = True) -> Binaries:
-        """Find the binaries: ``$PATRONUS_CONTROLPLANE_DIR``, else build (or reuse) them from the checkout."""
-        configured = os.environ.get("PATRONUS_CONTROLPLANE_DIR")
-        if configured:
-            binaries = cls(Path(configured))
-            if missing := binaries.missing():
-                raise ControlPlaneError(f"PATRONUS_CONTROLPLANE_DIR={configured} lacks {', '.join(missing)}")
-            return binaries
-        script = source_root() / "scripts" / "build-controlplane.sh"
-        if not script.exists():
-            raise ControlPlaneError(
-                "set PATRONUS_CONTROLPLANE_DIR to a directory with etcd, kube-apiserver, "
-                "kube-controller-manager and kubectl (scripts/build-controlplane.sh builds them)"
-            )
-        if not build:
-            raise ControlPlaneError(f"control plane not located; run {script}")
-        # The script is a no-op when the cache is current; progress of a cold build goes to stderr.
-        result = subprocess.run(["bash", str(script)], check=False, stdout=subprocess.PIPE, text=True)
-        if result.returncode != 0:
-            raise ControlPlaneError(f"{script} failed with exit code {result.returncode}")
-        binaries = cls(Path(result.stdout.strip().splitlines()[-1]))
-        if missing := binaries.missing():
-            raise ControlPlaneError(f"{script} did not produce {', '.join(missing)}")
-        return binaries
-
-
-def source_root() -> Path:
-    """The repository root when running from a checkout (src layout, editable install)."""
-    return Path(__file__).resolve().parents[3]
+def node_lock_timeout_s() -> float:
+    """How long a node waits for another on this machine to stop: ``$PATRONUS_NODE_LOCK_TIMEOUT``, or 0."""
+    return float(os.environ.get("PATRONUS_NODE_LOCK_TIMEOUT") or 0)
 
 
 def sweep_abandoned_runs() -> list[Path]:
@@ -118,8 +78,10 @@ def sweep_abandoned_runs() -> list[Path]:
     for run in RUNS_ROOT.iterdir():
         pid_text = run.name.split("-", 1)[0]
         if pid_text.isdigit() and not _pid_alive(int(pid_text)):
-            shutil.rmtree(run, ignore_errors=True)
-            removed.append(run)
+            # A killed node's mounts that will not go: leave the directory rather than delete through them.
+            with contextlib.suppress(HostStateError):
+                remove_tree(run)
+                removed.append(run)
     return removed
 
 
@@ -133,14 +95,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    if not path.exists():
-        return "(no log)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
 class ControlPlane:
-    """etcd + kube-apiserver (+ kube-controller-manager) bound to 127.0.0.1 on free ports."""
+    """etcd + kube-apiserver (+ kube-controller-manager) bound to 127.0.0.1 on free ports; with ``node``,
+    the API server binds to the node's link instead and a node runs pods (root only)."""
 
     def __init__(
         self,
@@ -150,10 +107,30 @@ class ControlPlane:
         startup_timeout: float = 90.0,
         tie_to_parent: bool = True,
         extra_apiserver_args: Sequence[str] = (),
+        node: bool = False,
+        images: ImageSet | None = None,
+        node_lock_timeout: float | None = None,
     ) -> None:
-        """``extra_apiserver_args`` are appended to kube-apiserver's flags (``--watch-cache=false``, say)."""
+        """``extra_apiserver_args`` are appended to kube-apiserver's flags (``--watch-cache=false``, say).
+        ``node`` implies the controller manager; ``images`` default to the checkout's (built when stale);
+        ``node_lock_timeout`` is how long to wait for another node on this machine to finish (default
+        ``$PATRONUS_NODE_LOCK_TIMEOUT`` seconds, else not at all)."""
         self.binaries = binaries or Binaries.locate()
-        self.with_controller_manager = controller_manager
+        self.node: Node | None = None
+        if node:
+            if missing := self.binaries.missing_for_node():
+                raise ControlPlaneError(f"{self.binaries.directory} lacks {', '.join(missing)}")
+            self.node = Node(
+                self.binaries,
+                images or ImageSet.locate(),
+                lock_path=RUNS_ROOT,
+                lock_timeout=node_lock_timeout_s() if node_lock_timeout is None else node_lock_timeout,
+                startup_timeout=startup_timeout,
+                tie_to_parent=tie_to_parent,
+            )
+        self.network = self.node.network if self.node else None
+        self.bind_address = self.network.host_address if self.network else "127.0.0.1"
+        self.with_controller_manager = controller_manager or node
         self.startup_timeout = startup_timeout
         self.tie_to_parent = tie_to_parent
         self.extra_apiserver_args = list(extra_apiserver_args)
@@ -170,7 +147,7 @@ class ControlPlane:
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        return f"https://{self.bind_address}:{self.apiserver_port}"
 
     @property
     def etcd_url(self) -> str:
@@ -186,7 +163,8 @@ class ControlPlane:
 
     def processes(self) -> list[subprocess.Popen[bytes]]:
         running = (self._etcd, self._apiserver, self._controller_manager)
-        return [process for process in running if process is not None]
+        node = self.node.processes() if self.node else []
+        return [process for process in running if process is not None] + node
 
     def start(self) -> ControlPlane:
         sweep_abandoned_runs()
@@ -194,27 +172,43 @@ class ControlPlane:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=RUNS_ROOT))
         atexit.register(self.stop)
         try:
-            self._pki = make_pki(self._dir / "pki", ADMIN_USER)
+            if self.node is not None:
+                self.node.prepare()
+            serving_ips = [self.bind_address, self.network.service_ip] if self.network else []
+            self._pki = make_pki(self._dir / "pki", ADMIN_USER, serving_ips=serving_ips)
             self._start_etcd()
             self.start_apiserver()
             self._write_kubeconfig()
             self._wait_for(self._default_namespace_exists, "the default namespace", self._apiserver_log)
             if self.with_controller_manager:
                 self._start_controller_manager()
+            if self.node is not None:
+                self.kubectl(
+                    "create",
+                    "clusterrolebinding",
+                    "patronus-nodes",
+                    "--clusterrole=system:node",
+                    "--group=system:nodes",
+                )
+                self.node.start(self._dir / "node", self.url, self._pki_files, self.kubeconfig)
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
-        """Stop every process and remove the run directory; safe to call twice."""
-        for process in (self._controller_manager, self._apiserver, self._etcd):
-            if process is not None:
-                processes.stop(process)
-        self._controller_manager = self._apiserver = self._etcd = None
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
+        """Stop every process (the node's first) and remove the run directory; safe to call twice."""
+        try:
+            if self.node is not None:
+                self.node.stop()
+        finally:
+            for process in (self._controller_manager, self._apiserver, self._etcd):
+                if process is not None:
+                    processes.stop(process)
+            self._controller_manager = self._apiserver = self._etcd = None
+            if self.workdir is not None:
+                remove_tree(self.workdir)
+                self.workdir = None
         atexit.unregister(self.stop)
 
     def stop_apiserver(self) -> None:
@@ -226,7 +220,7 @@ class ControlPlane:
     def start_apiserver(self) -> None:
         """Start (or restart) kube-apiserver on its port and wait until /readyz says ok."""
         if not self.apiserver_port:
-            self.apiserver_port = processes.free_port()
+            self.apiserver_port = processes.free_port(self.bind_address)
         self._apiserver = processes.spawn(
             [self.binaries.kube_apiserver, *self._apiserver_args()],
             self._apiserver_log,
@@ -315,8 +309,8 @@ class ControlPlane:
         return [
             f"--etcd-servers={self.etcd_url}",
             f"--secure-port={self.apiserver_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={self.bind_address}",
+            f"--advertise-address={self.bind_address}",
             f"--cert-dir={self._dir / 'apiserver-certs'}",
             f"--tls-cert-file={pki.serving_cert}",
             f"--tls-private-key-file={pki.serving_key}",
@@ -324,13 +318,24 @@ class ControlPlane:
             "--authorization-mode=RBAC",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--allow-privileged=true",
-            "--disable-admission-plugins=ServiceAccount",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki.service_account_pub}",
             f"--service-account-signing-key-file={pki.service_account_key}",
             "--profiling=false",
             "--v=0",
+            *(self._node_apiserver_args() if self.node else ["--disable-admission-plugins=ServiceAccount"]),
             *self.extra_apiserver_args,
+        ]
+
+    def _node_apiserver_args(self) -> list[str]:
+        """Pods get service account tokens; logs and exec reach the kubelet with a client certificate."""
+        pki_dir = self._dir / "pki"
+        user, group = "kube-apiserver-kubelet-client", "system:masters"
+        cert, key = issue_client_cert(self._pki_files, pki_dir, "kubelet-client", user, group)
+        return [
+            f"--kubelet-client-certificate={cert}",
+            f"--kubelet-client-key={key}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
         ]
 
     def _start_controller_manager(self) -> None:
@@ -347,7 +352,7 @@ class ControlPlane:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={self.controller_manager_port}",
                 f"--cert-dir={self._dir / 'kcm-certs'}",
-                f"--controllers={','.join(CONTROLLER_MANAGER_CONTROLLERS)}",
+                f"--controllers={','.join(self._controllers())}",
                 f"--service-account-private-key-file={pki.service_account_key}",
                 f"--root-ca-file={pki.ca_cert}",
                 "--use-service-account-credentials=false",
@@ -362,6 +367,9 @@ class ControlPlane:
             log,
             process=self._controller_manager,
         )
+
+    def _controllers(self) -> tuple[str, ...]:
+        return CONTROLLER_MANAGER_CONTROLLERS + (NODE_CONTROLLERS if self.node else ())
 
     def _write_kubeconfig(self) -> None:
         pki = self._pki_files
@@ -405,7 +413,8 @@ class ControlPlane:
         return context
 
     def _get(self, path: str, *, port: int | None = None, verify: bool = True) -> int:
-        url = f"https://127.0.0.1:{port or self.apiserver_port}{path}"
+        host = self.bind_address if port is None else "127.0.0.1"
+        url = f"https://{host}:{port or self.apiserver_port}{path}"
         try:
             with urllib.request.urlopen(url, context=self._ssl_context(verify), timeout=5) as response:
                 status: int = response.status
@@ -452,7 +461,7 @@ class ControlPlane:
             if process is not None and process.poll() is not None:
                 raise ControlPlaneError(
                     f"{what}: the process exited with code {process.returncode}; last lines of {log.name}:\n"
-                    f"{_tail(log)}"
+                    f"{tail(log)}"
                 )
             with contextlib.suppress(Exception):
                 if ready():
@@ -461,5 +470,5 @@ class ControlPlane:
             delay = min(delay * 1.5, 0.5)
         raise ControlPlaneError(
             f"timed out after {self.startup_timeout:.0f}s waiting for {what}; "
-            f"last lines of {log.name}:\n{_tail(log)}"
+            f"last lines of {log.name}:\n{tail(log)}"
         )

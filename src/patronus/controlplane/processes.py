@@ -65,10 +65,10 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+def free_port(address: str = "127.0.0.1") -> int:
+    """A TCP port on ``address`` that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((address, 0))
         port: int = sock.getsockname()[1]
         return port
 

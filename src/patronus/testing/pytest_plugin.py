@@ -5,13 +5,20 @@
 - ``kube_client``: a lightkube ``Client`` with the admin identity.
 - ``namespace``: a fresh namespace per test, deleted afterwards.
 - ``kubectl``: run the built kubectl against the control plane.
+- ``node_cluster``: a second control plane, with a node that runs pods from the project's images
+  (``patronus-operator:latest``, ``patronus-agent:latest``; root only), CRDs installed; one per session,
+  started on first use. ``node_cluster.kubectl(...)``, ``node_cluster.kubeconfig``, ``node_cluster.node``.
+- ``node_namespace``: a fresh namespace in ``node_cluster`` whose ``default`` ServiceAccount exists (pods
+  are refused before it does), deleted afterwards with its pods.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -80,3 +87,30 @@ def namespace(kube_client: Any) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def kubectl(control_plane: ControlPlane) -> Kubectl:
     return control_plane.kubectl
+
+
+# Another session on this machine (a second worktree's tests, `patronus dev up --node`) may hold the node.
+_NODE_LOCK_TIMEOUT_S = 1200.0
+
+
+@pytest.fixture(scope="session")
+def node_cluster() -> Iterator[ControlPlane]:
+    if os.geteuid() != 0:
+        pytest.skip("a node needs root (network namespace, cgroups, mounts)")
+    with ControlPlane(node=True, node_lock_timeout=_NODE_LOCK_TIMEOUT_S) as plane:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, _install_crds(plane)).result()
+        yield plane
+
+
+@pytest.fixture
+def node_namespace(node_cluster: ControlPlane) -> Iterator[str]:
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    node_cluster.kubectl("create", "namespace", name)
+    deadline = time.monotonic() + 60
+    while node_cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no default ServiceAccount in {name} after 60 s")
+        time.sleep(0.2)
+    yield name
+    node_cluster.kubectl("delete", "namespace", name, "--wait=false")
