@@ -3,22 +3,45 @@ mount, cgroup, network namespace, link, route, nftables table, file or changed k
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from patronus.controlplane import Binaries, ImageSet
 from patronus.controlplane.hoststate import KUBELET_SYSCTLS, cgroup_hierarchies
+from patronus.controlplane.launcher import RUNS_ROOT
 
-pytestmark = [pytest.mark.integration, pytest.mark.node_exclusive]
+# Long enough to wait for another session's node on a shared machine.
+pytestmark = [pytest.mark.integration, pytest.mark.node_exclusive, pytest.mark.timeout(1500)]
 
 _NODE_PROGRAMS = ("containerd", "kubelet", "kube-proxy", "kube-scheduler", "/pause", "runc")
 _WATCHED_DIRS = ("/var/lib", "/run", "/var/run", "/etc", "/opt", "/var/log")
+# Other sessions on a shared machine (the lab's site namespaces and WireGuard sockets) come and go during
+# the test; a node makes none of these (its pods' namespaces live under its own directory).
+_OTHERS = re.compile(
+    r"^(/var)?/run/(netns|wireguard|patronus-lab)/(?!patronus-node)|^(?!patronus-node|cni-)[^/]+$"
+)
+
+
+@contextlib.contextmanager
+def _no_node_running() -> Iterator[None]:
+    """Hold the machine's node lock, so that no other session's node is in the picture."""
+    RUNS_ROOT.mkdir(parents=True, exist_ok=True)
+    fd = os.open(RUNS_ROOT, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _listing(top: str, depth: int = 2) -> set[str]:
@@ -50,15 +73,21 @@ def _host_state() -> dict[str, set[str]]:
 
     return {
         "processes": _processes(),
-        "mounts": {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()},
+        "mounts": {
+            point
+            for point in (line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
+            if not _OTHERS.match(point)
+        },
         "cgroups": {
             str(path) for hierarchy in cgroup_hierarchies() for path in hierarchy.iterdir() if path.is_dir()
         },
-        "netns": set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set(),
+        "netns": {name for name in os.listdir("/run/netns") if not _OTHERS.match(name)}
+        if os.path.isdir("/run/netns")
+        else set(),
         "links": set(os.listdir("/sys/class/net")),
         "routes": command("ip", "route", "show", "table", "all"),
         "nftables": command("nft", "list", "tables"),
-        "files": set().union(*(_listing(top) for top in _WATCHED_DIRS)),
+        "files": {path for top in _WATCHED_DIRS for path in _listing(top) if not _OTHERS.match(path)},
         "sysctls": {
             f"{key}={(Path('/proc/sys') / key).read_text().strip()}"
             for key in (*KUBELET_SYSCTLS, "net/ipv4/ip_forward")
@@ -127,7 +156,8 @@ def test_dev_down_leaves_nothing_of_the_node(tmp_path: Path) -> None:
         "PATRONUS_NODE_LOCK_TIMEOUT": "1200",
     }
     kubeconfig = tmp_path / "dev" / "kubeconfig"
-    before = _host_state()
+    with _no_node_running():
+        before = _host_state()
     up = _patronus(env, "dev", "up", "--node")
     try:
         assert up.returncode == 0, up.stderr + (tmp_path / "dev" / "controlplane.log").read_text()[-3000:]
@@ -140,6 +170,7 @@ def test_dev_down_leaves_nothing_of_the_node(tmp_path: Path) -> None:
     finally:
         down = _patronus(env, "dev", "down")
     assert down.returncode == 0, down.stderr
-    after = _host_state()
+    with _no_node_running():
+        after = _host_state()
     left = {kind: sorted(after[kind] - before[kind]) for kind in before if after[kind] - before[kind]}
     assert not left, f"left behind: {json.dumps(left, indent=1)}"

@@ -15,7 +15,8 @@ from patronus.controlplane import ControlPlane
 from patronus.controlplane.images import AGENT_IMAGE
 from patronus.controlplane.nodeconfig import NodeNetwork
 
-pytestmark = pytest.mark.integration
+# Long enough to wait for another session's node on a shared machine (the fixture waits for the lock).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
 # Any image of ours has Python and (the agent's) ip; the name is what `docker build -t` gives.
 IMAGE = "patronus-agent:latest"
@@ -140,7 +141,7 @@ def test_a_service_reaches_its_pod_through_kube_proxy(
     client = _pod("client", ["python3", "-c", fetch])
     client["spec"]["restartPolicy"] = "Never"
     _apply(node_cluster, node_namespace, client)
-    assert "web" in _wait_succeeded(node_cluster, node_namespace, "client").splitlines()[-1]
+    assert _wait_succeeded(node_cluster, node_namespace, "client").split()[-1] == "web"
 
 
 def test_a_pod_reaches_the_api_server_with_its_service_account_token(
