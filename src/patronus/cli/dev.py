@@ -157,7 +157,7 @@ def dev_up(node: bool) -> None:
         )
     _pid_file().write_text(f"{process.pid}\n")
     click.echo(f"starting the control plane (pid {process.pid}, log {_log()}) ...", err=True)
-    from patronus.controlplane.launcher import node_lock_timeout_s  # noqa: PLC0415
+    from patronus.controlplane.node import node_lock_timeout_s  # noqa: PLC0415
 
     deadline = time.monotonic() + _STARTUP_TIMEOUT_S + (node_lock_timeout_s() if node else 0)
     while not _kubeconfig().exists():

@@ -32,14 +32,14 @@ from types import TracebackType
 
 import yaml
 
-from patronus.controlplane import processes
+from patronus.controlplane import etcd, processes
 from patronus.controlplane.binaries import Binaries, ControlPlaneError, tail
 from patronus.controlplane.certs import PkiFiles, issue_client_cert, make_pki
-from patronus.controlplane.hoststate import HostStateError
 from patronus.controlplane.images import ImageSet
-from patronus.controlplane.node import Node, remove_tree
+from patronus.controlplane.kubeconfig import embedded_kubeconfig
+from patronus.controlplane.node import Node, node_lock_timeout_s, remove_tree
+from patronus.controlplane.runs import RUNS_ROOT, sweep_abandoned_runs
 
-RUNS_ROOT = Path(tempfile.gettempdir()) / "patronus-controlplane"
 ADMIN_USER = "patronus-admin"
 CONTROLLER_MANAGER_CONTROLLERS = (
     "garbage-collector-controller",
@@ -63,36 +63,6 @@ NODE_CONTROLLERS = (
     "pod-garbage-collector-controller",
     "ttl-controller",
 )
-
-
-def node_lock_timeout_s() -> float:
-    """How long a node waits for another on this machine to stop: ``$PATRONUS_NODE_LOCK_TIMEOUT``, or 0."""
-    return float(os.environ.get("PATRONUS_NODE_LOCK_TIMEOUT") or 0)
-
-
-def sweep_abandoned_runs() -> list[Path]:
-    """Remove run directories whose owning process no longer exists (it was killed before cleaning up)."""
-    removed: list[Path] = []
-    if not RUNS_ROOT.is_dir():
-        return removed
-    for run in RUNS_ROOT.iterdir():
-        pid_text = run.name.split("-", 1)[0]
-        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
-            # A killed node's mounts that will not go: leave the directory rather than delete through them.
-            with contextlib.suppress(HostStateError):
-                remove_tree(run)
-                removed.append(run)
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ControlPlane:
@@ -372,32 +342,7 @@ class ControlPlane:
         return CONTROLLER_MANAGER_CONTROLLERS + (NODE_CONTROLLERS if self.node else ())
 
     def _write_kubeconfig(self) -> None:
-        pki = self._pki_files
-
-        def encoded(path: Path) -> str:
-            return base64.b64encode(path.read_bytes()).decode()
-
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "patronus",
-                    "cluster": {"server": self.url, "certificate-authority-data": encoded(pki.ca_cert)},
-                }
-            ],
-            "users": [
-                {
-                    "name": ADMIN_USER,
-                    "user": {
-                        "client-certificate-data": encoded(pki.admin_cert),
-                        "client-key-data": encoded(pki.admin_key),
-                    },
-                }
-            ],
-            "contexts": [{"name": "patronus", "context": {"cluster": "patronus", "user": ADMIN_USER}}],
-            "current-context": "patronus",
-        }
+        config = embedded_kubeconfig(self.url, self._pki_files, ADMIN_USER)
         self.kubeconfig.write_text(yaml.safe_dump(config))
         self.kubeconfig.chmod(0o600)
 
@@ -428,24 +373,10 @@ class ControlPlane:
         return self._get("/api/v1/namespaces/default") == 200
 
     def _etcd_healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.etcd_url}/health", timeout=2) as response:
-                return b'"true"' in response.read()
-        except (urllib.error.URLError, OSError):
-            return False
+        return etcd.healthy(self.etcd_url)
 
     def _etcd_post(self, path: str, body: dict[str, object]) -> dict[str, dict[str, str]]:
-        import json  # noqa: PLC0415
-
-        request = urllib.request.Request(
-            f"{self.etcd_url}{path}",
-            data=json.dumps(body).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            result: dict[str, dict[str, str]] = json.loads(response.read())
-            return result
+        return etcd.post(self.etcd_url, path, body)
 
     def _wait_for(
         self,

@@ -30,6 +30,7 @@ from patronus.controlplane import hoststate, processes
 from patronus.controlplane.binaries import Binaries, ControlPlaneError, tail
 from patronus.controlplane.certs import PkiFiles, issue_client_cert
 from patronus.controlplane.images import ImageSet
+from patronus.controlplane.kubeconfig import file_kubeconfig
 from patronus.controlplane.nodeconfig import (
     CONTAINERD_NAMESPACE,
     NODE_NAME,
@@ -38,7 +39,6 @@ from patronus.controlplane.nodeconfig import (
     cni_conflist,
     containerd_config,
     kube_proxy_config,
-    kubeconfig,
     kubelet_config,
 )
 
@@ -50,6 +50,11 @@ _IDENTITIES = {
     "kube-proxy": ("system:kube-proxy", None),
     "kube-scheduler": ("system:kube-scheduler", None),
 }
+
+
+def node_lock_timeout_s() -> float:
+    """How long a node waits for another on this machine to stop: ``$PATRONUS_NODE_LOCK_TIMEOUT``, or 0."""
+    return float(os.environ.get("PATRONUS_NODE_LOCK_TIMEOUT") or 0)
 
 
 class Node:
@@ -205,7 +210,7 @@ class Node:
         for name, (user, group) in _IDENTITIES.items():
             cert, key = issue_client_cert(pki, layout.credentials, name, user, group)
             configs[name] = layout.credentials / f"{name}.kubeconfig"
-            configs[name].write_text(yaml.safe_dump(kubeconfig(server, pki.ca_cert, cert, key, user)))
+            configs[name].write_text(yaml.safe_dump(file_kubeconfig(server, pki.ca_cert, cert, key, user)))
         layout.containerd_config.write_text(containerd_config(layout))
         (layout.cni_conf_dir / "10-patronus.conflist").write_text(
             json.dumps(cni_conflist(layout, self.network), indent=2)

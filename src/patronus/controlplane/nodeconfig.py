@@ -231,19 +231,3 @@ def kube_proxy_config(kubeconfig: Path, network: NodeNetwork) -> dict[str, Any]:
             "tcpCloseWaitTimeout": "0s",
         },
     }
-
-
-def kubeconfig(server: str, ca_cert: Path, client_cert: Path, client_key: Path, user: str) -> dict[str, Any]:
-    """A kubeconfig that names its files (the components read them at start)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": "patronus", "cluster": {"server": server, "certificate-authority": str(ca_cert)}}
-        ],
-        "users": [
-            {"name": user, "user": {"client-certificate": str(client_cert), "client-key": str(client_key)}}
-        ],
-        "contexts": [{"name": "patronus", "context": {"cluster": "patronus", "user": user}}],
-        "current-context": "patronus",
-    }
