@@ -172,9 +172,16 @@ class ControlPlane:
             if self.node is not None:
                 self.node.stop()
         finally:
-            for process in (self._controller_manager, self._apiserver, self._etcd):
+            # With a node (a routable advertise address) kube-apiserver lingers for seconds after removing
+            # its endpoint lease; its data is thrown away, so it gets little time before SIGKILL.
+            apiserver_grace = 2.0 if self.node is not None else 10.0
+            for process, grace in (
+                (self._controller_manager, 10.0),
+                (self._apiserver, apiserver_grace),
+                (self._etcd, 10.0),
+            ):
                 if process is not None:
-                    processes.stop(process)
+                    processes.stop(process, timeout=grace)
             self._controller_manager = self._apiserver = self._etcd = None
             if self.workdir is not None:
                 remove_tree(self.workdir)
