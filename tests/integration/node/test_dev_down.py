@@ -21,7 +21,12 @@ from patronus.controlplane.hoststate import KUBELET_SYSCTLS, cgroup_hierarchies
 from patronus.controlplane.launcher import RUNS_ROOT
 
 # Long enough to wait for another session's node on a shared machine.
-pytestmark = [pytest.mark.integration, pytest.mark.node_exclusive, pytest.mark.timeout(1500)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.root,
+    pytest.mark.node_exclusive,
+    pytest.mark.timeout(1500),
+]
 
 _NODE_PROGRAMS = ("containerd", "kubelet", "kube-proxy", "kube-scheduler", "/pause", "runc")
 _WATCHED_DIRS = ("/var/lib", "/run", "/var/run", "/etc", "/opt", "/var/log")
@@ -145,8 +150,6 @@ def _run_a_pod(kubeconfig: Path) -> None:
 
 
 def test_dev_down_leaves_nothing_of_the_node(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("a node needs root")
     env = {
         **os.environ,
         "PATRONUS_CACHE": str(tmp_path),

@@ -11,7 +11,7 @@ import pytest
 from patronus.controlplane import ControlPlane
 from patronus.controlplane.images import OPERATOR_IMAGE
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.timeout(1500)]
 
 
 def _run(cluster: ControlPlane, namespace: str, name: str, spec: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from patronus.controlplane.images import AGENT_IMAGE
 from patronus.controlplane.nodeconfig import NodeNetwork
 
 # Long enough to wait for another session's node on a shared machine (the fixture waits for the lock).
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.timeout(1500)]
 
 # Any image of ours has Python and (the agent's) ip; the name is what `docker build -t` gives.
 IMAGE = "patronus-agent:latest"
