@@ -140,17 +140,23 @@ tmp="$out.partial"
 rm -rf "$tmp"
 mkdir -p "$tmp/pause"
 
-build() {
-    local target="$1" name="$2" t0=$SECONDS
-    echo "==> building $name (target $target) ..." >&2
-    local secret=()
+stage() {
+    local target="$1" name="$2" secret=()
     # The machine's CA bundle, for a TLS proxy between here and PyPI (the Dockerfile's optional secret).
     [[ -f "$ca_bundle" ]] && secret=(--secret "id=ca-bundle,src=$ca_bundle")
     bah build --quiet --layers --isolation chroot --network host --build-arg "BASE=$base" "${secret[@]}" \
         --target "$target" --tag "$name" --file "$here/Dockerfile" "$here" >&2
+}
+build() {
+    local target="$1" name="$2" t0=$SECONDS
+    echo "==> building $name (target $target) ..." >&2
+    stage "$target" "$name"
     bah push --quiet "$name" "oci-archive:$tmp/${name%%:*}.tar:$name" >/dev/null
     echo "    $name built in $((SECONDS - t0))s" >&2
 }
+# Named, so that the prune below keeps its layers: the next source change reuses the installed dependencies.
+echo "==> the Python dependencies (kept as a layer cache) ..." >&2
+stage dependencies patronus-cache:dependencies
 build operator patronus-operator:latest
 build agent patronus-agent:latest
 
