@@ -11,9 +11,11 @@
 ARG BASE=docker.io/library/debian:bookworm-20250520-slim@sha256:90522eeb7e5923ee2b871c639059537b30521272f10ca86fdbbbb2b75a8c40cd
 
 FROM ${BASE} AS python
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 LANG=C.UTF-8
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 LANG=C.UTF-8 \
+    PATH=/opt/patronus/bin:/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 RUN command -v python3 >/dev/null \
     || { apt-get update && apt-get install -y --no-install-recommends python3 && rm -rf /var/lib/apt/lists/*; }
+ENTRYPOINT ["/opt/venv/bin/python", "-m", "patronus"]
 
 # Build tools stay in this stage: pip and the wheel builder never reach a final image. Where TLS to PyPI
 # goes through a proxy with its own CA, pass its bundle as the optional secret `ca-bundle`
@@ -57,8 +59,6 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 COPY --from=dependencies /opt/venv /opt/venv
 COPY --from=wheel /opt/patronus /opt/patronus
-ENV PATH=/opt/patronus/bin:/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-ENTRYPOINT ["/opt/venv/bin/python", "-m", "patronus"]
 CMD ["agent", "run"]
 
 # The operator: a non-root user and nothing to write, so it runs with a read-only root filesystem and
@@ -66,8 +66,6 @@ CMD ["agent", "run"]
 FROM python AS operator
 COPY --from=dependencies /opt/venv /opt/venv
 COPY --from=wheel /opt/patronus /opt/patronus
-ENV PATH=/opt/patronus/bin:/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 USER 65532:65532
 EXPOSE 8080 8081
-ENTRYPOINT ["/opt/venv/bin/python", "-m", "patronus"]
 CMD ["operator", "run"]

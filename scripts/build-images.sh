@@ -2,8 +2,12 @@
 # Builds the project's container images without a Docker daemon, as OCI archives in a cache outside the
 # checkout: the operator and the agent from the repository's Dockerfile, and the pod sandbox ("pause")
 # image from images/pause. buildah (Debian's package) runs with storage of its own under the cache
-# (vfs driver, chroot isolation), and the Dockerfile's BASE is a Debian bookworm made here with
-# debootstrap from the mirror apt uses, since no image registry is reachable.
+# (chroot isolation), and the Dockerfile's BASE is a Debian bookworm made here with debootstrap from the
+# mirror apt uses, since no image registry is reachable.
+#
+# Storage driver: overlay (PATRONUS_BUILDAH_DRIVER=vfs works too). vfs copies the whole root
+# filesystem for every layer: measured here, a two-step build took 45 s with vfs and 2.5 s with overlay,
+# and the images 11-16 minutes with vfs on a busy machine.
 #
 # Cached by the hash of every input (Dockerfile, .dockerignore, pyproject.toml, README.md, src/,
 # images/pause/, this script): a second run is a no-op. The base has its own key (the recipe below), so a
@@ -15,7 +19,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache_root="${PATRONUS_CACHE:-$HOME/.cache/patronus}"
-store="$cache_root/buildah"
+driver="${PATRONUS_BUILDAH_DRIVER:-overlay}"
+store="$cache_root/buildah/$driver"
 suite=bookworm
 base_packages=python3
 ca_bundle="${PATRONUS_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
@@ -25,7 +30,7 @@ for tool in buildah debootstrap gcc; do
 done
 
 bah() {
-    buildah --root "$store/root" --runroot "$store/run" --storage-driver vfs "$@"
+    buildah --root "$store/root" --runroot "$store/run" --storage-driver "$driver" "$@"
 }
 
 # The Debian mirror apt is configured with (deb822 or one-line sources), unless PATRONUS_DEBIAN_MIRROR says.
