@@ -137,6 +137,7 @@ cleanup() {
     done
 }
 trap cleanup EXIT
+trap "exit 1" INT TERM  # so that the EXIT trap also runs when the build is stopped
 
 start=$SECONDS
 mkdir -p "$store" "$cache_root"
