@@ -186,6 +186,8 @@ class ControlPlane:
             if self.workdir is not None:
                 remove_tree(self.workdir)
                 self.workdir = None
+            if self.node is not None:
+                self.node.release()
         atexit.unregister(self.stop)
 
     def stop_apiserver(self) -> None:

@@ -7,6 +7,7 @@ The control plane drives it in three steps, because the API server must bind to 
     node.prepare()                      # lock, sweep a killed run, namespace + veth (before the API server)
     node.start(server, pki, kubeconfig) # the processes, the images imported; returns when the Node is Ready
     node.stop()                         # pods, processes, mounts, cgroups, namespace, sysctls: all undone
+    node.release()                      # the lock, once the API server on the node's link has stopped
 
 One node runs on a machine at a time (it owns fixed names: namespace, link, cgroup); ``prepare`` waits
 up to ``lock_timeout`` seconds for another to finish, and removes what a killed one left behind.
@@ -130,7 +131,10 @@ class Node:
         self._wait_for(self._ready, f"Node {NODE_NAME} Ready and schedulable", "kubelet")
 
     def stop(self) -> None:
-        """Undo everything ``prepare`` and ``start`` did; safe to call at any point, and twice."""
+        """Undo everything ``prepare`` and ``start`` did but the lock; safe to call at any point, and twice.
+
+        The owner calls ``release`` once the API server bound to the node's link has stopped too.
+        """
         try:
             if self._processes.get("kubelet") is not None and self._admin_kubeconfig is not None:
                 with contextlib.suppress(Exception):
@@ -147,7 +151,12 @@ class Node:
                 self._before = None
         finally:
             self.layout = None
-            self._unlock()
+
+    def release(self) -> None:
+        """Let the next node on this machine start (closing the descriptor releases the flock)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def processes(self) -> list[subprocess.Popen[bytes]]:
         return list(self._processes.values())
@@ -191,11 +200,6 @@ class Node:
                         "stop it first (patronus dev down)"
                     ) from None
                 time.sleep(1.0)
-
-    def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing releases the flock
-            self._lock_fd = None
 
     def _write_configs(self, layout: NodeLayout, server: str, pki: PkiFiles) -> dict[str, Path]:
         for directory in (

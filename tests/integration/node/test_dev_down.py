@@ -28,7 +28,8 @@ pytestmark = [
     pytest.mark.timeout(1500),
 ]
 
-_NODE_PROGRAMS = ("containerd", "kubelet", "kube-proxy", "kube-scheduler", "/pause", "runc")
+_NODE_PROGRAMS = {"containerd", "containerd-shim-runc-v2", "ctr", "kubelet", "kube-proxy", "kube-scheduler"}
+_NODE_PROGRAMS |= {"nsenter", "pause", "runc"}
 _WATCHED_DIRS = ("/var/lib", "/run", "/var/run", "/etc", "/opt", "/var/log")
 # Other sessions on a shared machine (the lab's site namespaces and WireGuard sockets) come and go during
 # the test; a node makes none of these (its pods' namespaces live under its own directory).
@@ -67,7 +68,9 @@ def _processes() -> set[str]:
                 command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if any(program in command for program in _NODE_PROGRAMS):
+            program = command.split(" ", 1)[0].rsplit("/", 1)[-1]
+            # The node's own programs, and the control plane bound to the node's link.
+            if program in _NODE_PROGRAMS or "--bind-address=10.250.0.1" in command:
                 found.add(f"{entry.name} {command}")
     return found
 
