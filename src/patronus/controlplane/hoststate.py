@@ -25,8 +25,10 @@ from patronus.controlplane.nodeconfig import NodeNetwork
 CGROUP_V1 = Path("/sys/fs/cgroup")
 # Written by the kubelet at start (it wants them so) and by nothing else of the node.
 KUBELET_SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
-# Created by the kubelet whatever its --root-dir, and by libcni's result cache.
-HOST_PATHS = (Path("/var/lib/kubelet"), Path("/var/lib/cni"))
+# Created by the kubelet whatever its --root-dir (device plugins; a symlink per container to its log),
+# and by libcni's result cache.
+CONTAINER_LOG_LINKS = Path("/var/log/containers")
+HOST_PATHS = (Path("/var/lib/kubelet"), Path("/var/lib/cni"), CONTAINER_LOG_LINKS)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 _NETNS_DIR = Path("/run/netns")
 
@@ -198,6 +200,15 @@ def undo_mounts(directory: Path) -> None:
 
 
 # -- kernel settings and host paths -----------------------------------------------------------------
+
+
+def undo_log_links(directory: Path) -> None:
+    """The kubelet's ``/var/log/containers`` links into ``directory`` (its pod logs), which it removes
+    only when it collects the container, so not when the node stops."""
+    if CONTAINER_LOG_LINKS.is_dir():
+        for link in CONTAINER_LOG_LINKS.iterdir():
+            if link.is_symlink() and Path(os.readlink(link)).is_relative_to(directory):
+                link.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True, slots=True)

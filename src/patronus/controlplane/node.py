@@ -301,6 +301,7 @@ def _undo_node_state(directory: Path, network: NodeNetwork) -> None:
     # Processes first (containers and shims too), then what they held: mounts, then the namespace.
     hoststate.undo_cgroups(CGROUP_NAME)
     hoststate.undo_mounts(directory)
+    hoststate.undo_log_links(directory)
     hoststate.undo_network(network)
 
 

@@ -19,6 +19,7 @@ import pytest
 from patronus.controlplane import Binaries, ImageSet
 from patronus.controlplane.hoststate import KUBELET_SYSCTLS, cgroup_hierarchies
 from patronus.controlplane.launcher import RUNS_ROOT
+from patronus.controlplane.node import CGROUP_NAME
 
 # Long enough to wait for another session's node on a shared machine.
 pytestmark = [
@@ -28,13 +29,13 @@ pytestmark = [
     pytest.mark.timeout(1500),
 ]
 
-_NODE_PROGRAMS = {"containerd", "containerd-shim-runc-v2", "ctr", "kubelet", "kube-proxy", "kube-scheduler"}
-_NODE_PROGRAMS |= {"nsenter", "pause", "runc"}
 _WATCHED_DIRS = ("/var/lib", "/run", "/var/run", "/etc", "/opt", "/var/log")
-# Other sessions on a shared machine (the lab's site namespaces and WireGuard sockets) come and go during
-# the test; a node makes none of these (its pods' namespaces live under its own directory).
+# Other sessions on a shared machine (the lab's site namespaces and WireGuard sockets, image builds'
+# overlay mounts) come and go during the test; a node makes none of these (its pods' namespaces live
+# under its own directory).
 _OTHERS = re.compile(
     r"^(/var)?/run/(netns|wireguard|patronus-lab)/(?!patronus-node)|^(?!patronus-node|cni-)[^/]+$"
+    r"|/\.cache/patronus/buildah/"
 )
 
 
@@ -60,27 +61,27 @@ def _listing(top: str, depth: int = 2) -> set[str]:
     return found
 
 
-def _processes() -> set[str]:
+def _processes(run_prefix: str) -> set[str]:
+    """The run's processes (they name its directory) and any process left in a node's cgroups (pods)."""
     found = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                cgroups = (entry / "cgroup").read_text()
             except OSError:
                 continue
-            program = command.split(" ", 1)[0].rsplit("/", 1)[-1]
-            # The node's own programs, and the control plane bound to the node's link.
-            if program in _NODE_PROGRAMS or "--bind-address=10.250.0.1" in command:
+            if run_prefix in command or f"/{CGROUP_NAME}/" in cgroups:
                 found.add(f"{entry.name} {command}")
     return found
 
 
-def _host_state() -> dict[str, set[str]]:
+def _host_state(run_prefix: str) -> dict[str, set[str]]:
     def command(*args: str) -> set[str]:
         return set(subprocess.run(args, capture_output=True, text=True, check=True).stdout.splitlines())
 
     return {
-        "processes": _processes(),
+        "processes": _processes(run_prefix),
         "mounts": {
             point
             for point in (line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
@@ -162,21 +163,24 @@ def test_dev_down_leaves_nothing_of_the_node(tmp_path: Path) -> None:
         "PATRONUS_NODE_LOCK_TIMEOUT": "1200",
     }
     kubeconfig = tmp_path / "dev" / "kubeconfig"
+    # The run's directory is named after the process `dev up` starts; other sessions' runs are not ours.
+    run_prefix = f"{RUNS_ROOT}/{{pid}}-"
     with _no_node_running():
-        before = _host_state()
+        before = _host_state(run_prefix)
     up = _patronus(env, "dev", "up", "--node")
     try:
         assert up.returncode == 0, up.stderr + (tmp_path / "dev" / "controlplane.log").read_text()[-3000:]
+        run_prefix = run_prefix.format(pid=int((tmp_path / "dev" / "controlplane.pid").read_text()))
         server = _kubectl(kubeconfig, "config", "view", "-o", "jsonpath={.clusters[0].cluster.server}")
         assert server.stdout.startswith("https://10.250.0.1:"), "the API server binds to the node's link"
         _run_a_pod(kubeconfig)
-        during = _host_state()
+        during = _host_state(run_prefix)
         assert during["processes"] - before["processes"], "the node's processes run"
         assert during["mounts"] - before["mounts"], "the pod's mounts exist"
     finally:
         down = _patronus(env, "dev", "down")
     assert down.returncode == 0, down.stderr
     with _no_node_running():
-        after = _host_state()
+        after = _host_state(run_prefix)
     left = {kind: sorted(after[kind] - before[kind]) for kind in before if after[kind] - before[kind]}
     assert not left, f"left behind: {json.dumps(left, indent=1)}"
