@@ -103,8 +103,9 @@ ensure_base() {
 inputs_key() {
     cd "$here"
     {
+        # web/package-lock.json stands for the dashboard's vendored files (git-ignored, in the wheel).
         git ls-files --cached --others --exclude-standard -- Dockerfile .dockerignore pyproject.toml \
-            README.md src images/pause | sort | while read -r file; do
+            README.md src images/pause web/package-lock.json | sort | while read -r file; do
             [[ -f "$file" ]] && echo "$file $(sha256sum < "$file")"
         done
         sha256sum < "${BASH_SOURCE[0]}"
