@@ -23,7 +23,12 @@ def _patronus(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 
 def test_dev_up_and_down(tmp_path: Path) -> None:
-    env = {**os.environ, "PATRONUS_CACHE": str(tmp_path)}
+    # tmp_path is dev's home only: the binaries come from the shared cache, not a rebuild into tmp_path.
+    env = {
+        **os.environ,
+        "PATRONUS_CACHE": str(tmp_path),
+        "PATRONUS_CONTROLPLANE_DIR": str(Binaries.locate().directory),
+    }
     up = _patronus("dev", "up", env=env)
     assert up.returncode == 0, up.stderr
     kubeconfig = tmp_path / "dev" / "kubeconfig"
