@@ -170,7 +170,7 @@ build agent patronus-agent:latest
 echo "==> building pause (static, FROM scratch) ..." >&2
 gcc -Os -static -s -Wall -Wextra -Werror -o "$tmp/pause/pause" "$here/images/pause/pause.c"
 cp "$here/images/pause/Containerfile" "$tmp/pause/"
-bah build --quiet --layers --isolation chroot --tag patronus-pause:latest "$tmp/pause" >&2
+bah build --quiet --layers --isolation chroot --network host --tag patronus-pause:latest "$tmp/pause" >&2
 bah push --quiet patronus-pause:latest "oci-archive:$tmp/pause.tar:patronus-pause:latest" >/dev/null
 rm -rf "$tmp/pause"
 
