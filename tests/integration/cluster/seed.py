@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from patronus.controlplane.images import AGENT_IMAGE, OPERATOR_IMAGE
 
+from patronus.controlplane.images import AGENT_IMAGE, OPERATOR_IMAGE
 from patronus.controlplane.launcher import ControlPlane
 from tests.support.helm import CHART, Helm
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from patronus.controlplane.images import OPERATOR_IMAGE
 
+from patronus.controlplane.images import OPERATOR_IMAGE
 from patronus.controlplane.launcher import ControlPlane
 from tests.integration.cluster.seed import (
     SYSTEM,
