@@ -109,10 +109,13 @@ inputs_key() {
             [[ -f "$file" ]] && echo "$file $(sha256sum < "$file")"
         done
         sha256sum < "${BASH_SOURCE[0]}"
+        sha256sum < "$wireguard_go"
         debian_mirror
     } | sha256sum | cut -c1-16
 }
 
+# The agent's wireguard-go, built from its Go module and cached (a no-op when current).
+wireguard_go="$("$here/scripts/build-wireguard-go.sh" | tail -n1)"
 key="$(inputs_key)"
 out="$cache_root/images-$key"
 if [[ -f "$out/.complete" ]]; then
@@ -145,13 +148,15 @@ mkdir -p "$store" "$cache_root"
 base="$(ensure_base)"
 tmp="$out.partial"
 rm -rf "$tmp"
-mkdir -p "$tmp/pause"
+mkdir -p "$tmp/pause" "$tmp/wireguard-go"
+cp "$wireguard_go" "$tmp/wireguard-go/"
 
 stage() {
     local target="$1" name="$2" secret=()
     # The machine's CA bundle, for a TLS proxy between here and PyPI (the Dockerfile's optional secret).
     [[ -f "$ca_bundle" ]] && secret=(--secret "id=ca-bundle,src=$ca_bundle")
     bah build --quiet --layers --isolation chroot --network host --build-arg "BASE=$base" "${secret[@]}" \
+        --build-context "wireguard-go=$tmp/wireguard-go" \
         --target "$target" --tag "$name" --file "$here/Dockerfile" "$here" >&2
 }
 build() {
@@ -172,7 +177,7 @@ gcc -Os -static -s -Wall -Wextra -Werror -o "$tmp/pause/pause" "$here/images/pau
 cp "$here/images/pause/Containerfile" "$tmp/pause/"
 bah build --quiet --layers --isolation chroot --network host --tag patronus-pause:latest "$tmp/pause" >&2
 bah push --quiet patronus-pause:latest "oci-archive:$tmp/pause.tar:patronus-pause:latest" >/dev/null
-rm -rf "$tmp/pause"
+rm -rf "$tmp/pause" "$tmp/wireguard-go"
 
 # Uncompressed as buildah counts it, and the archive (compressed layers) as a registry would store it.
 for image in patronus-operator patronus-agent patronus-pause; do

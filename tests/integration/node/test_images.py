@@ -72,4 +72,6 @@ def test_the_agent_image_has_its_data_plane_tools(node_cluster: ControlPlane, no
     log = _run(node_cluster, node_namespace, "agent", {"restartPolicy": "Never", "containers": [container]})
     found = log.split()
     assert [path.rsplit("/", 1)[-1] for path in found[: len(tools)]] == tools
+    # The module-built wireguard-go (with TUN offloads) is the one on PATH, not Debian's.
+    assert found[0] == "/usr/local/bin/wireguard-go"
     assert "0.1.0" in log

@@ -568,8 +568,17 @@ def test_requests_fall_back_to_operator_defaults(
 
 def test_agent_has_net_admin(config: OperatorConfig) -> None:
     security = container_of(deployment(config))["securityContext"]
-    assert security["capabilities"] == {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]}
+    assert security["capabilities"] == {"add": ["NET_ADMIN"], "drop": ["ALL"]}
     assert security["allowPrivilegeEscalation"] is False
+    assert "privileged" not in security
+
+
+def test_agent_gets_the_tun_device_and_nothing_else_of_the_host(config: OperatorConfig) -> None:
+    pod = deployment(config)["spec"]["template"]["spec"]
+    host_paths = [volume["hostPath"] for volume in pod["volumes"] if "hostPath" in volume]
+    assert host_paths == [{"path": "/dev/net/tun", "type": "CharDevice"}]
+    mounts = {mount["name"]: mount["mountPath"] for mount in pod["containers"][0]["volumeMounts"]}
+    assert mounts["dev-net-tun"] == "/dev/net/tun"
 
 
 def test_privileged_listen_port_adds_net_bind_service(config: OperatorConfig) -> None:
@@ -625,7 +634,7 @@ def test_user_secret_key_is_mounted_as_private_key(config: OperatorConfig) -> No
 
 def test_no_key_volume_without_a_secret(config: OperatorConfig) -> None:
     pod = deployment(config, secret_name=None)["spec"]["template"]["spec"]
-    assert [volume["name"] for volume in pod["volumes"]] == ["config"]
+    assert [volume["name"] for volume in pod["volumes"]] == ["config", "dev-net-tun"]
 
 
 # -- Service ----------------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ async def test_a_secret_that_fails_the_rule_is_never_granted_mounted_or_describe
     )
     assert not [r for r in world.get(ROLE, "a-agent")["rules"] if r["resources"] == ["secrets"]]
     pod = world.get(DEPLOYMENT, "a-agent")["spec"]["template"]["spec"]
-    assert [v["name"] for v in pod["volumes"]] == ["config"]
+    assert [v["name"] for v in pod["volumes"]] == ["config", "dev-net-tun"]  # no key volume
     assert "--key-file" not in pod["containers"][0]["args"]
     assert not [r for r in world.kube.requests if r.kind == "secrets" and r.verb == "get"], "never read"
 

@@ -102,12 +102,15 @@ def _secret_key(site: Site, secret_name: str) -> str:
     return ref.key if ref is not None and ref.name == secret_name else PRIVATE_KEY
 
 
-def _capabilities(site: Site) -> dict[str, list[str]]:
-    """NET_ADMIN to create WireGuard links and routes, NET_RAW for probes; every other one dropped.
+TUN_DEVICE = "/dev/net/tun"
+TUN_VOLUME = "dev-net-tun"
 
-    NET_BIND_SERVICE only when the site listens on a port below 1024.
+
+def _capabilities(site: Site) -> dict[str, list[str]]:
+    """NET_ADMIN (WireGuard links over TUN, routes, rules, nftables, tc, marked probe sockets); every
+    other one dropped. NET_BIND_SERVICE only when the site listens on a port below 1024.
     """
-    add = ["NET_ADMIN", "NET_RAW"]
+    add = ["NET_ADMIN"]
     if any(port < _FIRST_UNPRIVILEGED_PORT for _, port in wireguard_ports(site)):
         add.append("NET_BIND_SERVICE")
     return {"add": sorted(add), "drop": ["ALL"]}
@@ -117,8 +120,16 @@ def _volumes(
     site: Site, names: ChildNames, secret_name: str | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(pod volumes, container mounts): config always, the key when there is a Secret, data when storage."""
-    volumes: list[dict[str, Any]] = [{"name": "config", "configMap": {"name": names.config_map}}]
-    mounts: list[dict[str, Any]] = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": names.config_map}},
+        # wireguard-go opens the TUN clone device, which the container runtime does not create in a
+        # container; runc's default device rules allow it, so the host's node is enough (no privilege).
+        {"name": TUN_VOLUME, "hostPath": {"path": TUN_DEVICE, "type": "CharDevice"}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": TUN_VOLUME, "mountPath": TUN_DEVICE},
+    ]
     if secret_name:
         items = [{"key": _secret_key(site, secret_name), "path": PRIVATE_KEY}]
         secret = {"secretName": secret_name, "defaultMode": KEY_FILE_MODE, "items": items}
