@@ -4,8 +4,9 @@
 relays its progress while it builds the lab (that takes a while: a control plane, the operator, keys,
 Paths, agents), and prints the ``export KUBECONFIG=...`` line on stdout, so ``eval "$(patronus lab up)"``
 works. ``lab down`` sends the supervisor SIGTERM, which undoes everything; if the supervisor is gone
-(``kill -9``), ``lab down`` still removes the namespaces it left. Every command takes ``--prefix`` so
-several labs can run side by side; the default is ``pl``.
+(``kill -9``), ``lab down`` still removes the namespaces it left. ``lab apiserver stop|start`` asks the
+supervisor, over its control socket, to take the API server away and bring it back. Every command takes
+``--prefix`` so several labs can run side by side; the default is ``pl``.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ import click
 
 from patronus.kube.resource import PATH, POLICY, SITE
 from patronus.kube.rest import RestClient
-from patronus.lab import impair, network
+from patronus.lab import control, impair, network
 from patronus.lab.supervisor import LAB_NAMESPACE, LabFiles, serve
 
 _STARTUP_TIMEOUT_S = 300.0
 _SHUTDOWN_TIMEOUT_S = 60.0
+_CONTROL_TIMEOUT_S = 150.0  # a start waits for /readyz, up to 90 s on a busy machine
 
 _prefix_option = click.option(
     "--prefix", default="pl", show_default=True, help="The lab's name: prefix of its network namespaces."
@@ -365,6 +367,31 @@ def _describe(value: impair.Impairment) -> str:
     if value.loss_pct:
         parts.append(f"loss {value.loss_pct:g}%")
     return ", ".join(parts)
+
+
+# -- apiserver ----------------------------------------------------------------------------------------
+
+
+@lab_group.command("apiserver")
+@click.argument("action", type=click.Choice(control.ApiServerSwitch.ACTIONS))
+@_prefix_option
+def lab_apiserver(action: str, prefix: str) -> None:
+    """Stop or start the lab's kube-apiserver (etcd keeps the data), or show whether it runs.
+
+    Everything else keeps running: the operator and the agents must ride out the outage. Returns once
+    done: the process gone, or the API server ready again.
+    """
+    _require_root()
+    files = LabFiles.for_prefix(prefix)
+    try:
+        reply = control.request(files.control, "apiserver", action, timeout=_CONTROL_TIMEOUT_S)
+    except (FileNotFoundError, ConnectionRefusedError) as error:
+        missing = f"lab {prefix} is not running (nothing answers on {files.control})"
+        raise click.ClickException(missing) from error
+    except (control.ControlError, OSError) as error:
+        raise click.ClickException(f"lab {prefix}: {error}") from error
+    took = f" ({reply['seconds']:g}s)" if action != "status" else ""
+    click.echo(f"kube-apiserver: {reply['state']}{took}")
 
 
 # -- serve (hidden) -----------------------------------------------------------------------------------

@@ -12,6 +12,9 @@ Every step is registered for undoing the moment it has been done, on one exit st
 or a failure half-way all unwind the same way, in reverse: agents, forwarders, operator, control plane,
 relay, network; then the state directory is removed except its ``logs``. An agent that fails is logged
 and left alone: the lab is still useful (and testable) without one.
+
+Once ready it answers requests on its control socket (:mod:`patronus.lab.control`): ``patronus lab
+apiserver stop|start`` takes the API server away and brings it back while everything else runs.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from patronus.kube.resource import (
     ResourceKind,
 )
 from patronus.kube.rest import RestClient
-from patronus.lab import network, observability
+from patronus.lab import control, network, observability
 from patronus.lab.forwarder import LISTEN_HOST, LISTEN_PORT, Forwarder
 from patronus.lab.impair import start_relay
 from patronus.lab.plan import LabPlan, plan_lab
@@ -106,6 +109,11 @@ class LabFiles:
     @property
     def kubeconfig(self) -> Path:
         return self.root / "kubeconfig"
+
+    @property
+    def control(self) -> Path:
+        """The supervisor's control socket (in a directory only its owner may enter)."""
+        return self.root / "control" / "supervisor.sock"
 
     @property
     def progress(self) -> Path:
@@ -388,6 +396,7 @@ class Supervisor:
         self.admin: RestClient | None = None
         self.operator: Operator | None = None
         self.urls: observability.Urls | None = None
+        self.apiserver: control.ApiServerSwitch | None = None
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -430,6 +439,8 @@ class Supervisor:
     async def start_control_plane(self) -> None:
         self.say("starting etcd, kube-apiserver and kube-controller-manager")
         plane = ControlPlane(controller_manager=True)
+        self.apiserver = control.ApiServerSwitch(plane, self.say)
+        self.stack.callback(self.apiserver.close)  # after plane.stop: its thread may own kube-apiserver
         self.stack.callback(plane.stop)
         await self.sleep(0.01)  # let a pending signal be seen before the slow part
         plane.start()  # main thread: its children die with the thread that spawned them (PDEATHSIG)
@@ -541,6 +552,12 @@ class Supervisor:
             stack=self.stack,
         )
 
+    async def start_control(self) -> None:
+        assert self.apiserver is not None
+        server = await control.serve(self.files.control, {"apiserver": self.apiserver.handle})
+        self.stack.push_async_callback(server.wait_closed)
+        self.stack.callback(server.close)
+
     def write_ready(self) -> None:
         ready = {
             "pid": os.getpid(),
@@ -563,7 +580,7 @@ class Supervisor:
         while not self.stopping.is_set():
             self.agents.check()
             dead = [p.pid for p in self.control_plane.processes() if p.poll() is not None]
-            if dead:
+            if dead and not (self.apiserver is not None and self.apiserver.switching):
                 self.say(f"a control-plane component exited (pids {dead}); stopping the lab")
                 return 1
             if self.operator is not None and self.operator.task.done():
@@ -591,6 +608,7 @@ async def _bring_up(supervisor: Supervisor) -> None:
     await supervisor.start_forwarders()
     await supervisor.start_agents()
     await supervisor.start_observability()
+    await supervisor.start_control()
     supervisor.write_ready()
 
 
