@@ -99,6 +99,7 @@ class SiteAgent:
             clock=self.clock,
             max_attempts=EVENT_ATTEMPTS,
             retry_delay=EVENT_RETRY_DELAY,
+            aggregate=False,  # the agent's Role may create Events, not patch them
         )
         self.core = AgentCore(
             Identity(options.site, options.namespace, options.key),

@@ -192,7 +192,11 @@ class EventCorrelator:
         window: float = DEFAULT_AGGREGATION_WINDOW,
         spam_filter: SpamFilter | None = None,
         max_keys: int = DEFAULT_CACHE_SIZE,
+        aggregate: bool = True,
     ) -> None:
+        """``aggregate`` False: every event is a new Event (for a writer whose RBAC allows ``create`` but
+        not ``patch`` of Events, such as a site agent); the spam filter still bounds them."""
+        self.aggregate = aggregate
         self.source = (component, host)
         self.window = window
         self.spam_filter = spam_filter or SpamFilter()
@@ -215,7 +219,7 @@ class EventCorrelator:
         seen = self._seen.get(key)
         # Observe first, then filter (as client-go): a spam-dropped repeat still counts, so the next
         # write that gets through carries the true count.
-        if seen is not None and now - seen.last_seen <= self.window:
+        if self.aggregate and seen is not None and now - seen.last_seen <= self.window:
             seen.count += 1
             seen.last_seen = now
             self._seen.move_to_end(key)
@@ -266,6 +270,7 @@ class EventRecorder:
         on_drop: Callable[[str], None] | None = None,
         max_attempts: int = 3,
         retry_delay: float = 1.0,
+        aggregate: bool = True,
     ) -> None:
         self._client = client
         self._clock = clock or SystemClock()
@@ -276,6 +281,7 @@ class EventRecorder:
             host=self.host,
             window=aggregation_window,
             spam_filter=SpamFilter(spam_burst, spam_refill_per_second),
+            aggregate=aggregate,
         )
         self._max_queue = max_queue
         # Unbounded underneath so the close marker always fits; event() enforces max_queue itself.

@@ -66,6 +66,17 @@ def test_a_repeat_within_the_window_patches_the_same_event():
     assert third.last_timestamp == first.first_timestamp + timedelta(seconds=60)
 
 
+def test_without_aggregation_every_repeat_is_a_new_event_and_the_spam_filter_still_holds():
+    # A writer allowed to create Events but not patch them (a site agent's Role).
+    clock = FakeClock()
+    c = correlator(clock, aggregate=False, spam_filter=SpamFilter(burst=3, refill_per_second=0.0))
+    writes = [emit(c, clock) for _ in range(5)]
+    made = [w for w in writes if w is not None]
+    assert [(w.action, w.count) for w in made] == [("create", 1)] * 3
+    assert len({w.name for w in made}) == 3
+    assert writes[3:] == [None, None]
+
+
 @pytest.mark.parametrize(
     "change",
     [
