@@ -67,7 +67,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/*
 What the operator does in a namespace it watches: read the four kinds and write their status, create the
 Paths a Mesh implies (and delete those it prunes), apply each Site's children, and write Events. It
-writes by server-side apply, so no `update` (but of statuses, see below), and garbage collection removes
+writes by server-side apply, so no `update`, and garbage collection removes
 a deleted Site's children, so no `delete` but of Paths. It holds every right it grants a site's agent
 there, which is what lets it create the agents' Roles without `escalate`.
 */}}
@@ -78,10 +78,9 @@ there, which is what lets it create the agents' Roles without `escalate`.
 - apiGroups: [sdwan.patronus.dev]
   resources: [paths]
   verbs: [get, list, watch, create, patch, delete]
-# update only because the agents' Roles grant it on their own Site's and Paths' status.
 - apiGroups: [sdwan.patronus.dev]
   resources: [sites/status, paths/status, policies/status, meshes/status]
-  verbs: [get, patch, update]
+  verbs: [get, patch]
 # Children of Sites. Secrets: the generated key Secrets, and reading a Site's own (labelled) key Secret.
 - apiGroups: [""]
   resources: [secrets, configmaps, serviceaccounts, services, persistentvolumeclaims]
