@@ -16,9 +16,16 @@ from tests.integration.operator.conftest import Eventually, RunningOperator
 from tests.integration.operator.test_controllers import GV, create, get_status, mesh, site
 
 
-def as_agent(control_plane: ControlPlane, namespace: str, site_name: str, *args: str) -> Any:
+def as_agent(
+    control_plane: ControlPlane, namespace: str, site_name: str, *args: str, input_text: str | None = None
+) -> Any:
     return control_plane.kubectl(
-        *args, "-n", namespace, f"--as=system:serviceaccount:{namespace}:{site_name}-agent", check=False
+        *args,
+        "-n",
+        namespace,
+        f"--as=system:serviceaccount:{namespace}:{site_name}-agent",
+        check=False,
+        input_text=input_text,
     )
 
 
@@ -94,6 +101,60 @@ async def test_an_agent_cannot_hijack_an_address_or_a_key_through_its_status(
     await operator.settle()
     assert await peer_entry(operator, namespace, "a", "b") == b_honest
     assert operator.reconcile_errors() == 0
+
+
+async def test_an_agent_identity_reaches_nothing_of_another_site(
+    operator: RunningOperator, namespace: str, eventually: Eventually, control_plane: ControlPlane
+) -> None:
+    """Real requests as b's agent (impersonating its ServiceAccount through the Role the operator made):
+    each attempt on a's objects, on Policies, on Events it did not write, or on its own spec is refused."""
+    rest = operator.rest
+    await create(rest, site(namespace, "a"), site(namespace, "b"), mesh(namespace, "m", ["a", "b"]))
+
+    async def b_can_report() -> bool:
+        probe = as_agent(control_plane, namespace, "b", "get", "sites.sdwan.patronus.dev", "b")
+        return probe.returncode == 0
+
+    await eventually(b_can_report, 30, "b's agent Role bound")
+    patch_status = ["--subresource=status", "--type=merge", "-p", '{"status":{"phase":"Failed"}}']
+    attempts = {
+        "a's status": ["patch", "sites.sdwan.patronus.dev", "a", *patch_status],
+        "a's Site": ["get", "sites.sdwan.patronus.dev", "a"],
+        "a's key Secret": ["get", "secret", "a-wireguard"],
+        "a's ConfigMap": ["get", "configmap", "a-agent"],
+        "Policies": ["get", "policies.sdwan.patronus.dev"],
+        "its own spec": [
+            "patch",
+            "sites.sdwan.patronus.dev",
+            "b",
+            "--type=merge",
+            "-p",
+            '{"spec":{"location":"x"}}',
+        ],
+        "Secrets at large": ["get", "secrets"],
+    }
+    for what, args in attempts.items():
+        result = as_agent(control_plane, namespace, "b", *args)
+        assert result.returncode != 0, f"b's agent could reach {what}"
+        assert "forbidden" in result.stderr.lower(), (what, result.stderr)
+    # Events: it may create its own, and may not change anyone's.
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "b-agent.test", "namespace": namespace},
+        "involvedObject": {"apiVersion": GV, "kind": "Site", "name": "b", "namespace": namespace},
+        "reason": "Test",
+        "message": "written by the agent's identity",
+        "type": "Normal",
+    }
+    made = as_agent(control_plane, namespace, "b", "create", "-f", "-", input_text=json.dumps(event))
+    assert made.returncode == 0, made.stderr
+    patched = as_agent(
+        control_plane, namespace, "b", "patch", "event", "b-agent.test", "--type=merge", "-p", '{"count":9}'
+    )
+    assert "forbidden" in patched.stderr.lower()
+    a_status = await get_status(rest, SITE, namespace, "a")
+    assert a_status.get("phase") != "Failed"
 
 
 async def test_the_agent_reports_in_its_site_and_the_operator_sums_up_the_policy(
