@@ -26,7 +26,7 @@ crds: setup  ## regenerate deploy/crds from the models (and the chart's copy, an
 	$(VENV)/bin/patronus crds --out deploy/crds
 	scripts/render-manifests.sh
 
-manifests:  ## deploy/operator and the chart's crds/ from the chart and deploy/crds
+manifests:  ## deploy/operator from the chart; the chart's crds/ and monitoring/rules.yaml from deploy/
 	scripts/render-manifests.sh
 
 CHART_REPO ?= dist/charts

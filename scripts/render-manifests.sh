@@ -4,7 +4,8 @@
 #   deploy/operator/rbac.yaml      the ServiceAccount, Roles and RoleBindings
 #   deploy/operator/operator.yaml  the ConfigMap, metrics Service, Deployment and PodDisruptionBudget
 # (namespace.yaml is written by hand: `helm install --create-namespace` makes the namespace instead), and
-# copies deploy/crds/ (generated from the models by `patronus crds`) into the chart's crds/.
+# copies deploy/crds/ (generated from the models by `patronus crds`) into the chart's crds/ and
+# deploy/monitoring/rules.yaml into the chart's monitoring/ (its PrometheusRule's spec).
 #
 # Usage: scripts/render-manifests.sh [OUT_DIR]   (default deploy/operator; the tests render elsewhere
 # and compare). `make manifests` runs it.
@@ -43,4 +44,5 @@ done
 if [[ -z "${1:-}" ]]; then
     rm -f "$chart"/crds/*.yaml
     cp "$here"/deploy/crds/*.yaml "$chart/crds/"
+    cp "$here/deploy/monitoring/rules.yaml" "$chart/monitoring/rules.yaml"
 fi

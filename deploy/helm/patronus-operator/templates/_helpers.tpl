@@ -95,3 +95,86 @@ there, which is what lets it create the agents' Roles without `escalate`.
   resources: [events]
   verbs: [create, patch]
 {{- end -}}
+
+{{/*
+The dashboard (`patronus dashboard`, optional). Its pods carry labels of their own, so neither the
+operator's Service, its PodDisruptionBudget nor its Deployment ever selects them (nor the reverse).
+*/}}
+{{- define "patronus-operator.dashboard.name" -}}
+{{- printf "%s-dashboard" (include "patronus-operator.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "patronus-operator.dashboard.selectorLabels" -}}
+app: patronus-dashboard
+app.kubernetes.io/name: patronus-dashboard
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "patronus-operator.dashboard.labels" -}}
+{{ include "patronus-operator.dashboard.selectorLabels" . }}
+app.kubernetes.io/component: dashboard
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: patronus
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "patronus-operator.dashboard.serviceAccountName" -}}
+{{- $account := .Values.dashboard.serviceAccount -}}
+{{- if $account.create -}}
+{{- default (include "patronus-operator.dashboard.name" .) $account.name -}}
+{{- else -}}
+{{- required "dashboard.serviceAccount.name is required when dashboard.serviceAccount.create is false" $account.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The one namespace the dashboard shows: its value, else the first watched one, else the release's. */}}
+{{- define "patronus-operator.dashboard.namespace" -}}
+{{- if .Values.dashboard.namespace -}}
+{{- .Values.dashboard.namespace -}}
+{{- else -}}
+{{- first (splitList "," (include "patronus-operator.watchNamespaces" .)) | default .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Cluster-scoped names of the dashboard's bindings carry the release's namespace: the auth-delegator
+binding exists in namespaced mode too, where one release per namespace under the same name is normal.
+*/}}
+{{- define "patronus-operator.dashboard.clusterName" -}}
+{{- printf "%s:%s" .Release.Namespace (include "patronus-operator.dashboard.name" .) -}}
+{{- end -}}
+
+{{/* What the dashboard reads (list + watch through informers); nothing else. */}}
+{{- define "patronus-operator.dashboard.rules" -}}
+- apiGroups: [sdwan.patronus.dev]
+  resources: [sites, paths, policies, meshes]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [get, list, watch]
+{{- end -}}
+
+{{/* Agents' pods, as src/patronus/operator/site/children/names.py labels them (a test keeps them equal). */}}
+{{- define "patronus-operator.agentSelectorLabels" -}}
+app.kubernetes.io/name: patronus-agent
+app.kubernetes.io/component: sdwan-core
+{{- end -}}
+
+{{/* Where agents run: the watched namespaces, or every namespace when none is listed (cluster mode). */}}
+{{- define "patronus-operator.agentNamespaceSelector" -}}
+{{- $watched := include "patronus-operator.watchNamespaces" . -}}
+{{- if $watched -}}
+matchNames: {{ splitList "," $watched | toJson }}
+{{- else -}}
+any: true
+{{- end -}}
+{{- end -}}
+
+{{/* interval and scrapeTimeout of a monitor's endpoint, each only when set. */}}
+{{- define "patronus-operator.scrapeSettings" -}}
+{{- $settings := dict -}}
+{{- with .interval }}{{ $_ := set $settings "interval" . }}{{ end -}}
+{{- with .scrapeTimeout }}{{ $_ := set $settings "scrapeTimeout" . }}{{ end -}}
+{{- if $settings }}{{ toYaml $settings }}{{ end -}}
+{{- end -}}
