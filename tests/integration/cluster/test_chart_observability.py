@@ -117,14 +117,19 @@ def test_upstream_schemas_refuse_what_they_do_not_know(
     assert f'unknown field "{field_path}"' in result.stderr, result.stderr
 
 
+@pytest.mark.usefixtures("monitoring_crds")
 def test_install_with_every_option_creates_what_the_dashboard_needs(
     control_plane: ControlPlane,
-    monitoring_crds: list[str],
+    helm: Helm,
     install: Callable[..., Release],
     make_namespace: Callable[[], str],
     namespace: str,
 ) -> None:
     release = install(EVERY_OPTION)
+    status = json.loads(helm.run("status", release.name, "-n", namespace, "-o", "json").stdout)
+    notes = status["info"]["notes"]
+    assert f"kubectl port-forward -n {namespace} svc/{release.name}-dashboard 8090:8090" in notes
+    assert "a ServiceMonitor (the operator), a PodMonitor (the site agents), a PrometheusRule" in notes
     dashboard = f"system:serviceaccount:{namespace}:{release.name}-dashboard"
 
     def can(*args: str) -> bool:
