@@ -88,55 +88,9 @@ def make_pki(
     bound to and the `kubernetes` Service's cluster IP, when pods are to reach it.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("patronus-test-ca")
-    ca_cert = (
-        _builder(ca_name, ca_name, ca_key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    serving_key = ec.generate_private_key(ec.SECP256R1())
-    serving_cert = (
-        _builder(_name("kube-apiserver"), ca_name, serving_key.public_key())
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    *(x509.DNSName(name) for name in _IN_CLUSTER_NAMES),
-                    *(
-                        x509.IPAddress(ipaddress.ip_address(ip))
-                        for ip in dict.fromkeys(["127.0.0.1", *serving_ips])
-                    ),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    admin_key = ec.generate_private_key(ec.SECP256R1())
-    admin_cert = (
-        _builder(_name(admin_user, "system:masters"), ca_name, admin_key.public_key())
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
+    ca_key, ca_cert = _make_ca()
+    serving_key, serving_cert = _make_serving_cert(ca_key, ca_cert.subject, serving_ips)
+    admin_key, admin_cert = _make_client_cert(ca_key, ca_cert.subject, _name(admin_user, "system:masters"))
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     files = PkiFiles(
@@ -164,6 +118,71 @@ def make_pki(
     return files
 
 
+def _make_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A self-signed CA that may sign certificates (and CRLs), nothing else."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name("patronus-test-ca")
+    ca_cert = (
+        _builder(ca_name, ca_name, ca_key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return ca_key, ca_cert
+
+
+def _make_serving_cert(
+    ca_key: ec.EllipticCurvePrivateKey, ca_name: x509.Name, serving_ips: Sequence[str]
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """kube-apiserver's serving certificate: localhost, the in-cluster names, 127.0.0.1, ``serving_ips``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        _builder(_name("kube-apiserver"), ca_name, key.public_key())
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    *(x509.DNSName(name) for name in _IN_CLUSTER_NAMES),
+                    *(
+                        x509.IPAddress(ipaddress.ip_address(ip))
+                        for ip in dict.fromkeys(["127.0.0.1", *serving_ips])
+                    ),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _make_client_cert(
+    ca_key: ec.EllipticCurvePrivateKey, ca_name: x509.Name, subject: x509.Name
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A client certificate for ``subject`` (CN is the user, O the group), signed by the CA."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        _builder(subject, ca_name, key.public_key())
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
 def issue_client_cert(
     pki: PkiFiles, directory: Path, name: str, common_name: str, organization: str | None = None
 ) -> tuple[Path, Path]:
@@ -172,12 +191,7 @@ def issue_client_cert(
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise TypeError(f"{pki.ca_key} is not the EC key make_pki writes")
     ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        _builder(_name(common_name, organization), ca_cert.subject, key.public_key())
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    key, cert = _make_client_cert(ca_key, ca_cert.subject, _name(common_name, organization))
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
     _write_cert(cert_path, cert)
