@@ -154,6 +154,23 @@ def plan_lab(
     sites: Sequence[str], underlays: Sequence[str] = ("fiber", "lte"), prefix: str = "pl"
 ) -> LabPlan:
     """Plan a lab; raises ``ValueError`` for names or sizes the layout cannot hold."""
+    _check_names(sites, underlays, prefix)
+    plan = LabPlan(
+        prefix=prefix,
+        underlays=tuple(underlays),
+        wan_namespace=f"{prefix}-wan",
+        sites=tuple(_site_plan(prefix, name, i) for i, name in enumerate(sites, start=1)),
+        links=tuple(
+            _link_plan(name, i, underlay, u)
+            for i, name in enumerate(sites, start=1)
+            for u, underlay in enumerate(underlays)
+        ),
+    )
+    _check(plan)
+    return plan
+
+
+def _check_names(sites: Sequence[str], underlays: Sequence[str], prefix: str) -> None:
     if not _PREFIX.fullmatch(prefix):
         raise ValueError(f"prefix {prefix!r}: 1-10 characters, a lowercase letter then letters or digits")
     if not sites:
@@ -169,49 +186,38 @@ def plan_lab(
             if not pattern.fullmatch(name):
                 raise ValueError(f"{kind} name {name!r} is not valid here (pattern {pattern.pattern})")
 
-    wan_namespace = f"{prefix}-wan"
-    site_plans: list[SitePlan] = []
-    link_plans: list[LinkPlan] = []
-    for i, name in enumerate(sites, start=1):
-        namespace = _short(f"{prefix}-{name}", MAX_NETNS_NAME - 2)
-        site_plans.append(
-            SitePlan(
-                name=name,
-                index=i,
-                namespace=namespace,
-                host_namespace=f"{namespace}-h",
-                lan_subnet=f"10.{i}.0.0/24",
-                lan_address=f"10.{i}.0.1",
-                host_address=f"10.{i}.0.10",
-            )
-        )
-        for u, underlay in enumerate(underlays):
-            wan_interface = f"w{i}-{underlay}"
-            if len(wan_interface) > IFNAMSIZ:  # pragma: no cover - the patterns keep it within 15
-                wan_interface = f"w{i}-u{u}"
-            link_plans.append(
-                LinkPlan(
-                    site=name,
-                    underlay=underlay,
-                    site_index=i,
-                    underlay_index=u,
-                    site_interface=f"{underlay}0",
-                    wan_interface=wan_interface,
-                    subnet=f"172.{16 + u}.{i}.0/30",
-                    site_address=f"172.{16 + u}.{i}.2",
-                    wan_address=f"172.{16 + u}.{i}.1",
-                    underlay_block=f"172.{16 + u}.0.0/16",
-                )
-            )
-    plan = LabPlan(
-        prefix=prefix,
-        underlays=tuple(underlays),
-        wan_namespace=wan_namespace,
-        sites=tuple(site_plans),
-        links=tuple(link_plans),
+
+def _site_plan(prefix: str, name: str, i: int) -> SitePlan:
+    """Site ``i`` (from 1): its namespaces and LAN ``10.<i>.0.0/24``."""
+    namespace = _short(f"{prefix}-{name}", MAX_NETNS_NAME - 2)
+    return SitePlan(
+        name=name,
+        index=i,
+        namespace=namespace,
+        host_namespace=f"{namespace}-h",
+        lan_subnet=f"10.{i}.0.0/24",
+        lan_address=f"10.{i}.0.1",
+        host_address=f"10.{i}.0.10",
     )
-    _check(plan)
-    return plan
+
+
+def _link_plan(site: str, i: int, underlay: str, u: int) -> LinkPlan:
+    """Underlay ``u`` (from 0) of site ``i``: a /30 in ``172.<16+u>.0.0/16``."""
+    wan_interface = f"w{i}-{underlay}"
+    if len(wan_interface) > IFNAMSIZ:  # pragma: no cover - the patterns keep it within 15
+        wan_interface = f"w{i}-u{u}"
+    return LinkPlan(
+        site=site,
+        underlay=underlay,
+        site_index=i,
+        underlay_index=u,
+        site_interface=f"{underlay}0",
+        wan_interface=wan_interface,
+        subnet=f"172.{16 + u}.{i}.0/30",
+        site_address=f"172.{16 + u}.{i}.2",
+        wan_address=f"172.{16 + u}.{i}.1",
+        underlay_block=f"172.{16 + u}.0.0/16",
+    )
 
 
 def _check(plan: LabPlan) -> None:
