@@ -1,15 +1,7 @@
-"""Leader election on a ``coordination.k8s.io/v1`` Lease, with client-go's semantics.
+"""The candidate: reads and writes the Lease, leads while it keeps renewing, steps down when it cannot.
 
-Only one replica of the operator reconciles at a time. Every candidate tries to take the Lease every
-``retry_period`` (with client-go's jitter); the leader renews it every ``retry_period`` and steps down
-(``on_stopped_leading``, then :class:`LeadershipLost`) when it has not managed to renew for
-``renew_deadline``, which is shorter than ``lease_duration``, so it stops before anyone else may start.
-
-A lease is free when nobody holds it, when its holder released it (empty ``holderIdentity``), or when
-its record has not changed for ``leaseDurationSeconds`` as *we* measured it: expiry is judged on our
-monotonic clock from when we last saw the record change, never by comparing our wall clock with the
-holder's ``renewTime`` (clocks of different nodes disagree). Every write is an update carrying the
-``resourceVersion`` we read, so two candidates can never both win a round.
+Every write is an update carrying the ``resourceVersion`` we read, so two candidates can never both win a
+round; whether the lease is free is judged by :class:`~.record.Observation` on our own clock.
 """
 
 from __future__ import annotations
@@ -19,156 +11,31 @@ import contextlib
 import inspect
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from patronus.kube.client import KubeClient, Object
 from patronus.kube.errors import ApiError, ConflictError, NotFoundError
 from patronus.kube.resource import LEASE
-from patronus.kube.timestamps import format_micro_time, parse_time
 from patronus.runtime.clock import Clock, SystemClock
+from patronus.runtime.leaderelection.config import LeaderElectionConfig
+from patronus.runtime.leaderelection.record import (
+    LeaderElectionRecord,
+    Observation,
+    desired_record,
+    released_record,
+)
 from patronus.runtime.logs import get_logger
 
 log = get_logger(__name__)
 
 HTTP_FORBIDDEN = 403
 
-JITTER_FACTOR = 1.2  # client-go's leaderelection.JitterFactor
 _EXPIRY_MARGIN = 0.01  # so the retry lands just after expiry, not just before it
 
 
 class LeadershipLost(Exception):
     """This process was the leader and no longer is; it should stop reconciling (usually: exit)."""
 
-
-# -- configuration and the pure part --------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LeaderElectionConfig:
-    lease_name: str
-    lease_namespace: str
-    identity: str
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
-    release_on_cancel: bool = True
-    jitter_factor: float = JITTER_FACTOR
-
-    def __post_init__(self) -> None:
-        # client-go's NewLeaderElector checks, with the reason each matters.
-        if not self.lease_name or not self.lease_namespace:
-            raise ValueError("leader election needs a lease name and namespace")
-        if not self.identity:
-            raise ValueError("leader election needs a non-empty identity")
-        if self.retry_period <= 0:
-            raise ValueError(f"retry_period ({self.retry_period}s) must be positive")
-        if self.lease_duration < 1:
-            raise ValueError(f"lease_duration ({self.lease_duration}s) must be at least 1s (whole seconds)")
-        if self.lease_duration <= self.renew_deadline:
-            raise ValueError(
-                f"lease_duration ({self.lease_duration}s) must be longer than renew_deadline "
-                f"({self.renew_deadline}s), or a standby could take over before the leader steps down"
-            )
-        if self.renew_deadline <= JITTER_FACTOR * self.retry_period:
-            raise ValueError(
-                f"renew_deadline ({self.renew_deadline}s) must be longer than {JITTER_FACTOR} x retry_period "
-                f"({self.retry_period}s), or a single slow retry would cost the lease"
-            )
-        if self.jitter_factor < 0:
-            raise ValueError("jitter_factor must not be negative")
-
-    @property
-    def lease_duration_seconds(self) -> int:
-        return int(self.lease_duration)  # client-go truncates too
-
-
-@dataclass(frozen=True, slots=True)
-class LeaderElectionRecord:
-    """The election-relevant part of a Lease's spec."""
-
-    holder_identity: str = ""
-    lease_duration_seconds: int = 0
-    acquire_time: datetime | None = None
-    renew_time: datetime | None = None
-    leader_transitions: int = 0
-
-    @classmethod
-    def from_lease(cls, lease: Object) -> LeaderElectionRecord:
-        spec = lease.get("spec") or {}
-        return cls(
-            holder_identity=str(spec.get("holderIdentity") or ""),
-            lease_duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
-            acquire_time=parse_time(spec.get("acquireTime")),
-            renew_time=parse_time(spec.get("renewTime")),
-            leader_transitions=int(spec.get("leaseTransitions") or 0),
-        )
-
-    def to_spec(self) -> dict[str, Any]:
-        spec: dict[str, Any] = {
-            "holderIdentity": self.holder_identity,
-            "leaseDurationSeconds": self.lease_duration_seconds,
-            "leaseTransitions": self.leader_transitions,
-        }
-        if self.acquire_time is not None:
-            spec["acquireTime"] = format_micro_time(self.acquire_time)
-        if self.renew_time is not None:
-            spec["renewTime"] = format_micro_time(self.renew_time)
-        return spec
-
-
-def desired_record(
-    identity: str, lease_duration_seconds: int, old: LeaderElectionRecord | None, wall: datetime
-) -> LeaderElectionRecord:
-    """The record that takes or keeps the lease: acquireTime kept while ours, else one more transition."""
-    mine = LeaderElectionRecord(identity, lease_duration_seconds, wall, wall, 0)
-    if old is None:
-        return mine
-    if old.holder_identity == identity:
-        return replace(mine, acquire_time=old.acquire_time, leader_transitions=old.leader_transitions)
-    return replace(mine, leader_transitions=old.leader_transitions + 1)
-
-
-def released_record(old: LeaderElectionRecord, wall: datetime) -> LeaderElectionRecord:
-    """What release() writes: no holder and a 1s lease, so a standby takes over on its next try."""
-    return LeaderElectionRecord("", 1, wall, wall, old.leader_transitions)
-
-
-@dataclass(slots=True)
-class Observation:
-    """The last lease record we saw and when it last changed, on our monotonic clock."""
-
-    record: LeaderElectionRecord | None = None
-    changed_at: float = 0.0
-
-    def observe(self, record: LeaderElectionRecord, now: float) -> bool:
-        """Remember ``record``; returns True (and restarts the expiry clock) when it differs from the last."""
-        if record == self.record:
-            return False
-        self.record = record
-        self.changed_at = now
-        return True
-
-    def held_by_other(self, identity: str, now: float) -> bool:
-        """Someone else holds the lease and, as far as we have seen, still renews it."""
-        record = self.record
-        if record is None or not record.holder_identity or record.holder_identity == identity:
-            return False
-        return now < self.changed_at + record.lease_duration_seconds
-
-    def expires_in(self, identity: str, now: float) -> float | None:
-        """Seconds until another holder's lease expires as we observed it (None: not held by another)."""
-        if not self.held_by_other(identity, now):
-            return None
-        assert self.record is not None
-        return max(0.0, self.changed_at + self.record.lease_duration_seconds - now)
-
-    def valid(self, now: float) -> bool:
-        return self.record is not None and now < self.changed_at + self.record.lease_duration_seconds
-
-
-# -- the elector ----------------------------------------------------------------------------------
 
 StartedLeading = Callable[[], Awaitable[None]]
 StoppedLeading = Callable[[], object]
