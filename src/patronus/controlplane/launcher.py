@@ -18,14 +18,9 @@ from __future__ import annotations
 
 import atexit
 import base64
-import contextlib
 import os
-import ssl
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -33,11 +28,12 @@ from types import TracebackType
 import yaml
 
 from patronus.controlplane import etcd, processes
-from patronus.controlplane.binaries import Binaries, ControlPlaneError, tail
+from patronus.controlplane.binaries import Binaries, ControlPlaneError
 from patronus.controlplane.certs import PkiFiles, issue_client_cert, make_pki
 from patronus.controlplane.images import ImageSet
 from patronus.controlplane.kubeconfig import embedded_kubeconfig
 from patronus.controlplane.node import Node, node_lock_timeout_s, remove_tree
+from patronus.controlplane.readiness import admin_tls, https_status, wait_until
 from patronus.controlplane.runs import RUNS_ROOT, sweep_abandoned_runs
 
 ADMIN_USER = "patronus-admin"
@@ -355,28 +351,10 @@ class ControlPlane:
         self.kubeconfig.write_text(yaml.safe_dump(config))
         self.kubeconfig.chmod(0o600)
 
-    def _ssl_context(self, verify: bool = True) -> ssl.SSLContext:
-        pki = self._pki_files
-        if verify:
-            context = ssl.create_default_context(cafile=str(pki.ca_cert))
-        else:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        context.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
-        return context
-
     def _get(self, path: str, *, port: int | None = None, verify: bool = True) -> int:
         host = self.bind_address if port is None else "127.0.0.1"
         url = f"https://{host}:{port or self.apiserver_port}{path}"
-        try:
-            with urllib.request.urlopen(url, context=self._ssl_context(verify), timeout=5) as response:
-                status: int = response.status
-                return status
-        except urllib.error.HTTPError as error:
-            return error.code
-        except (urllib.error.URLError, OSError):
-            return 0
+        return https_status(url, admin_tls(self._pki_files, verify))
 
     def _default_namespace_exists(self) -> bool:
         return self._get("/api/v1/namespaces/default") == 200
@@ -395,20 +373,4 @@ class ControlPlane:
         *,
         process: subprocess.Popen[bytes] | None = None,
     ) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        delay = 0.05
-        while time.monotonic() < deadline:
-            if process is not None and process.poll() is not None:
-                raise ControlPlaneError(
-                    f"{what}: the process exited with code {process.returncode}; last lines of {log.name}:\n"
-                    f"{tail(log)}"
-                )
-            with contextlib.suppress(Exception):
-                if ready():
-                    return
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
-        raise ControlPlaneError(
-            f"timed out after {self.startup_timeout:.0f}s waiting for {what}; "
-            f"last lines of {log.name}:\n{tail(log)}"
-        )
+        wait_until(ready, what, log, timeout=self.startup_timeout, process=process)
