@@ -29,7 +29,9 @@ import click
 from patronus.kube.resource import PATH, POLICY, SITE
 from patronus.kube.rest import RestClient
 from patronus.lab import control, impair, network
-from patronus.lab.supervisor import LAB_NAMESPACE, LabFiles, serve
+from patronus.lab.files import LabFiles
+from patronus.lab.manifests import LAB_NAMESPACE
+from patronus.lab.supervisor import serve
 
 _STARTUP_TIMEOUT_S = 300.0
 _SHUTDOWN_TIMEOUT_S = 60.0

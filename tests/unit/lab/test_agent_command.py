@@ -5,8 +5,9 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from patronus.lab.agents import agent_command
+from patronus.lab.manifests import LAB_NAMESPACE
 from patronus.lab.plan import plan_lab
-from patronus.lab.supervisor import LAB_NAMESPACE, agent_command
 from patronus.operator.site.children import child_names
 
 
