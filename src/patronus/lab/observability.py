@@ -92,7 +92,9 @@ async def start(
     ports = await forwarder.start({site.name: site.namespace for site in plan.sites})
     config = prometheus.write_files(root / "prometheus", operator_metrics_port, ports)
     port = processes.free_port()
-    server = await prometheus.start(config, root / "prometheus" / "data", port, logs / "prometheus.log")
+    server = await prometheus.start(
+        config, root / "prometheus" / "data", port, logs / "prometheus.log", targets=1 + len(ports)
+    )
     stack.callback(processes.stop, server)
     prometheus_url = f"http://127.0.0.1:{port}"
 

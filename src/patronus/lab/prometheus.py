@@ -10,6 +10,7 @@ and evaluates every second and loads :func:`quicken`'s copy of ``deploy/monitori
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import subprocess
@@ -113,8 +114,15 @@ def write_files(
     return config
 
 
-async def start(config: Path, data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """Run Prometheus on ``127.0.0.1:port`` and wait until it is ready; :class:`PrometheusError` if not."""
+async def start(
+    config: Path, data_dir: Path, port: int, log: Path, targets: int
+) -> subprocess.Popen[bytes]:
+    """Run Prometheus on ``127.0.0.1:port`` and wait until it is ready; :class:`PrometheusError` if not.
+
+    Ready means serving and scraping: ``/-/ready`` answers and all ``targets`` configured targets are
+    active (Prometheus applies discovered targets a few seconds after it starts, so a caller that queries
+    at once would otherwise see none).
+    """
     binary = shutil.which("prometheus")
     if binary is None:
         raise PrometheusError("no prometheus binary on PATH (Debian's package: apt-get install prometheus)")
@@ -128,7 +136,7 @@ async def start(config: Path, data_dir: Path, port: int, log: Path) -> subproces
     ]
     process = processes.spawn(args, log)
     deadline = time.monotonic() + _READY_TIMEOUT
-    while not await asyncio.to_thread(_ready, port):
+    while not await asyncio.to_thread(_ready, port, targets):
         if process.poll() is not None or time.monotonic() > deadline:
             processes.stop(process)
             tail = log.read_text(errors="replace")[-2000:]
@@ -137,9 +145,14 @@ async def start(config: Path, data_dir: Path, port: int, log: Path) -> subproces
     return process
 
 
-def _ready(port: int) -> bool:
+def _ready(port: int, targets: int) -> bool:
+    base = f"http://127.0.0.1:{port}"
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1.0) as response:
-            return int(response.status) == 200
-    except OSError:
+        with urllib.request.urlopen(f"{base}/-/ready", timeout=1.0) as response:
+            if int(response.status) != 200:
+                return False
+        with urllib.request.urlopen(f"{base}/api/v1/targets?state=active", timeout=1.0) as response:
+            body = json.loads(response.read())
+    except (OSError, ValueError):
         return False
+    return len(body.get("data", {}).get("activeTargets") or ()) >= targets

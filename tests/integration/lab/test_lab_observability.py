@@ -170,6 +170,9 @@ def test_prometheus_scrapes_the_operator_and_has_a_target_per_agent(lab: Lab) ->
 def test_every_operator_panel_returns_data(lab: Lab) -> None:
     exprs = [e for e in dashboard_exprs(annotations=False) if "patronus_operator_" in e]
     assert len(exprs) >= 6
+    # rate() needs two samples: wait for three scrapes of the operator rather than lean on test order.
+    samples = "count_over_time(patronus_operator_leader[1m]) >= 3"
+    eventually(lambda: lab.query(samples), timeout=30, what="three scrapes of the operator")
     _require_data(lab, exprs)
 
 
@@ -185,6 +188,9 @@ def test_every_agent_panel_returns_data(lab: Lab) -> None:
     # increase() needs two samples of the counter, which appears with its first failover.
     samples = "count_over_time(patronus_policy_failovers_total[1h]) >= 3"
     eventually(lambda: lab.query(samples), timeout=30, what="three samples of the failover counter")
+    # The same for the peers' byte counters, which the agent samples a few seconds after it starts.
+    peers = "count_over_time(patronus_wireguard_peer_receive_bytes_total[1m]) >= 3"
+    eventually(lambda: len(lab.query(peers)) >= 6, timeout=60, what="three samples of every peer's counters")
     exprs = [e for e in dashboard_exprs(annotations=False) if "patronus_operator_" not in e]
     _require_data(lab, exprs)
 
