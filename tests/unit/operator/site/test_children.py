@@ -650,6 +650,8 @@ def test_service_exposes_every_underlay(config: OperatorConfig) -> None:
     )
     service = workload.wireguard_service(obj, site)
     assert service["spec"]["type"] == "LoadBalancer"
+    # Peers must reach an agent that is not Ready yet: it becomes Ready only once a tunnel is up.
+    assert service["spec"]["publishNotReadyAddresses"] is True
     assert service["spec"]["selector"] == {
         "app.kubernetes.io/instance": "branch-nyc",
         "app.kubernetes.io/name": "patronus-agent",

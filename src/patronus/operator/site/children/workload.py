@@ -222,7 +222,9 @@ def wireguard_service(site_obj: Mapping[str, Any], site: Site) -> dict[str, Any]
     """The UDP LoadBalancer peers dial, one port per WireGuard interface.
 
     externalTrafficPolicy Local keeps the peers' source addresses, which WireGuard uses to learn and
-    roam endpoints; with Cluster every peer would seem to come from a node.
+    roam endpoints; with Cluster every peer would seem to come from a node. publishNotReadyAddresses:
+    the agent is Ready only once a tunnel is up, and a tunnel needs peers to reach this port first, so
+    gating the port on readiness would keep two restarted sites apart for good.
     """
     site_name, _ = site_identity(site_obj)
     ports = [
@@ -236,6 +238,7 @@ def wireguard_service(site_obj: Mapping[str, Any], site: Site) -> dict[str, Any]
         "spec": {
             "type": "LoadBalancer",
             "externalTrafficPolicy": "Local",
+            "publishNotReadyAddresses": True,
             "selector": pod_selector(site_name),
             "ports": ports,
         },
