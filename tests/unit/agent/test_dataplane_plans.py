@@ -129,6 +129,28 @@ def test_command_error_names_command_code_and_stderr() -> None:
     assert str(error) == "`ip link add wg0` failed with exit code 2: RTNETLINK answers: File exists"
 
 
+def test_command_error_quotes_stdout_where_wireguard_go_says_why() -> None:
+    # wireguard-go logs to stdout; without it the error would say only "exit code 1".
+    stdout = "ERROR: (wg-default) 2026/11/30 14:00:00 Failed to create TUN device: no such device\n"
+    error = CommandError(["wireguard-go", "wg-default"], 1, "", stdout)
+    assert str(error) == (
+        "`wireguard-go wg-default` failed with exit code 1: stdout: ERROR: (wg-default) 2026/11/30 14:00:00 "
+        "Failed to create TUN device: no such device"
+    )
+    both = CommandError(["nft", "-f", "-"], 1, "Error: syntax error\n", "line 3\n")
+    assert str(both) == "`nft -f -` failed with exit code 1: Error: syntax error; stdout: line 3"
+
+
+def test_command_error_blanks_keys_and_keeps_the_end_of_long_output() -> None:
+    key = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
+    error = CommandError(["wg", "show", "wg0", "dump"], 1, "", f"{key}\t{key}\t51820\toff\n")
+    assert key not in str(error)
+    assert "(key)\t(key)\t51820" in error.stdout
+    long = CommandError(["tc", "qdisc"], 2, "x" * 2000 + "the reason")
+    assert long.stderr.endswith("the reason")
+    assert len(long.stderr) < 600
+
+
 # --- nftables --------------------------------------------------------------------------------------------
 
 MARKS = assign_path_marks(["p-fiber", "p-lte"])

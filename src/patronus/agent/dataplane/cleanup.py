@@ -20,7 +20,7 @@ def delete_table(netns: str | None = None, table_name: str = TABLE_NAME, runner:
     command = ["nft", "delete", "table", "inet", validate.table(table_name)]
     result = runner(command, netns=netns, check=False)
     if result.returncode != 0 and "No such file" not in result.stderr:
-        raise CommandError(command, result.returncode, result.stderr)
+        raise CommandError(command, result.returncode, result.stderr, result.stdout)
 
 
 def teardown(

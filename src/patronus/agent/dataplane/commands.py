@@ -4,11 +4,14 @@ Planners return argument lists; only a :class:`Runner` executes them, so a test 
 :class:`RecordingRunner` and check exactly which commands a change would issue.
 
 Secrets (a WireGuard private key) only ever travel on stdin (``input``): arguments are safe to log and to
-quote in :class:`CommandError`, and ``input`` is never logged or quoted.
+quote in :class:`CommandError`, and ``input`` is never logged or quoted. A failed command's stdout is
+quoted too (wireguard-go reports why it could not start there, not on stderr), with anything shaped like
+a WireGuard key blanked, since ``wg show ... dump`` prints the private key.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 from collections.abc import Callable, Sequence
@@ -21,14 +24,29 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 """No data-plane command legitimately takes longer; a hung one must not hang the agent."""
 
 
-class CommandError(RuntimeError):
-    """A command failed: it says which command (never its stdin), the exit code and stderr."""
+_WIREGUARD_KEY = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
+_OUTPUT_LIMIT = 500
+"""Characters of each stream an error keeps (the end, where a failing program says why)."""
 
-    def __init__(self, args: Sequence[str], returncode: int, stderr: str) -> None:
+
+def _quoted_output(text: str) -> str:
+    """The last part of a command's output, stripped, with every WireGuard key blanked."""
+    text = _WIREGUARD_KEY.sub("(key)", text.strip())
+    return text if len(text) <= _OUTPUT_LIMIT else "..." + text[-_OUTPUT_LIMIT:]
+
+
+class CommandError(RuntimeError):
+    """A command failed: it says which command (never its stdin), the exit code, stderr and stdout."""
+
+    def __init__(self, args: Sequence[str], returncode: int, stderr: str, stdout: str = "") -> None:
         self.command = list(args)
         self.returncode = returncode
-        self.stderr = stderr.strip()
-        detail = f": {self.stderr}" if self.stderr else ""
+        self.stderr = _quoted_output(stderr)
+        self.stdout = _quoted_output(stdout)
+        details = [self.stderr] if self.stderr else []
+        if self.stdout:
+            details.append(f"stdout: {self.stdout}")
+        detail = f": {'; '.join(details)}" if details else ""
         super().__init__(f"`{shlex.join(self.command)}` failed with exit code {returncode}{detail}")
 
 
@@ -79,7 +97,7 @@ def run(
     except subprocess.TimeoutExpired:
         raise CommandError(full, -1, f"timed out after {timeout:g} s") from None
     if check and result.returncode != 0:
-        raise CommandError(full, result.returncode, result.stderr)
+        raise CommandError(full, result.returncode, result.stderr, result.stdout)
     return result
 
 
@@ -111,7 +129,7 @@ class RecordingRunner:
         self.calls.append(RecordedCall(argv, netns, input is not None))
         code, stdout, stderr = self.respond(argv) if self.respond is not None else (0, "", "")
         if check and code != 0:
-            raise CommandError(argv, code, stderr)
+            raise CommandError(argv, code, stderr, stdout)
         return subprocess.CompletedProcess(argv, code, stdout, stderr)
 
     @property

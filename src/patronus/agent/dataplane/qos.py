@@ -143,4 +143,6 @@ def clear(interface: str, netns: str | None = None, runner: Runner = run) -> Non
     interface = validate.interface(interface)
     result = runner(["tc", "qdisc", "del", "dev", interface, "root"], netns=netns, check=False)
     if result.returncode != 0 and not any(text in result.stderr for text in _NOTHING_TO_DELETE):
-        raise CommandError(["tc", "qdisc", "del", "dev", interface, "root"], result.returncode, result.stderr)
+        raise CommandError(
+            ["tc", "qdisc", "del", "dev", interface, "root"], result.returncode, result.stderr, result.stdout
+        )

@@ -242,7 +242,9 @@ def remove_interface(name: str, *, netns: str | None = None, runner: Runner = ru
         and "Cannot find device" not in deleted.stderr
         and runner(["ip", "link", "show", "dev", name], netns=netns, check=False).returncode == 0
     ):
-        raise CommandError(["ip", "link", "del", "dev", name], deleted.returncode, deleted.stderr)
+        raise CommandError(
+            ["ip", "link", "del", "dev", name], deleted.returncode, deleted.stderr, deleted.stdout
+        )
     socket = USERSPACE_SOCKET_DIR / f"{name}.sock"
     if deleted.returncode != 0:
         return
