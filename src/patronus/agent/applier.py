@@ -138,11 +138,13 @@ class DataPlane:
         """Per-policy and per-peer counters; a part that cannot be read is left out."""
         return await asyncio.to_thread(self._counters)
 
-    async def teardown(self, extra_interfaces: Iterable[str] = ()) -> None:
+    async def teardown(self, extra_interfaces: Iterable[str] = ()) -> list[str]:
         """Remove our interfaces (also ``extra_interfaces``: ones a previous run left), rules, tables and
-        qdiscs. Safe on a half-built or already clean state."""
+        qdiscs; the interface names it removed (or found already gone). Safe on a half-built or already
+        clean state."""
         names = sorted(set(self.interfaces) | set(extra_interfaces))
         await self._serialized(lambda: self._teardown(names))
+        return names
 
     # -- the work, in a worker thread -----------------------------------------------------------------
 

@@ -340,4 +340,6 @@ class AgentCore:
         await self.probes.stop()
         known = [self.wanted, self.applied]
         names = {iface.name for accepted in known if accepted for iface in accepted.config.interfaces}
-        await self.dataplane.teardown(names)
+        removed = await self.dataplane.teardown(names)
+        # Said once the kernel state is gone, so a pod's last lines show it left nothing behind.
+        log.info("data plane removed", interfaces=removed)

@@ -93,7 +93,9 @@ async def test_counters_come_from_nft_and_wg(kernel: FakeKernel) -> None:
 async def test_teardown_removes_ours_and_what_a_previous_run_left(kernel: FakeKernel) -> None:
     kernel.links["wg-old"] = {"port": 1, "fwmark": 0, "public": None}
     dataplane = await applied(kernel)
-    await dataplane.teardown(["wg-old"])
+    ours = sorted(dataplane.interfaces)
+    assert ours
+    assert await dataplane.teardown(["wg-old"]) == sorted([*ours, "wg-old"])
     assert kernel.links == {}
     assert "patronus" not in kernel.tables
     assert "patronus_replies" not in kernel.tables
