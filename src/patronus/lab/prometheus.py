@@ -114,9 +114,7 @@ def write_files(
     return config
 
 
-async def start(
-    config: Path, data_dir: Path, port: int, log: Path, targets: int
-) -> subprocess.Popen[bytes]:
+async def start(config: Path, data_dir: Path, port: int, log: Path, targets: int) -> subprocess.Popen[bytes]:
     """Run Prometheus on ``127.0.0.1:port`` and wait until it is ready; :class:`PrometheusError` if not.
 
     Ready means serving and scraping: ``/-/ready`` answers and all ``targets`` configured targets are
