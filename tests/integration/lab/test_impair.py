@@ -73,8 +73,10 @@ def test_delay_and_jitter_per_direction_changed_at_run_time(plan: LabPlan) -> No
         added = statistics.fmean(samples) - base
         assert abs(added - 40.0) <= 3.0, f"RTT grew by {added:.2f} ms, expected 40 (a's egress)"
         assert 1.5 <= statistics.pstdev(samples) <= 5.0  # uniform +-5 ms: ~2.9 ms
-        assert min(samples) >= 34.0
-        assert max(samples) <= 50.0
+        assert min(samples) >= 34.0  # nothing arrives before its delay
+        # A busy host can only add delay: a few late packets are the scheduler's, many are the relay's.
+        late = sorted(s for s in samples if s > 46.0)
+        assert len(late) <= 3, f"{len(late)} of 60 RTTs beyond 40 + 5 ms of jitter + 1 ms: {late}"
         assert other.median_rtt(10) < base + 2.0  # the same sites' lte link is untouched
 
         # New parameters on the same sockets: nothing restarts, the next packets see them.
