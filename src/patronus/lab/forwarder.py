@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from patronus.lab.network import netns_socket
 
@@ -43,6 +43,38 @@ async def close_writer(writer: asyncio.StreamWriter) -> None:
         await writer.wait_closed()
 
 
+class Connections:
+    """The open connections of some listeners, so closing them ends each one rather than leaving it to the
+    loop's shutdown."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @contextlib.contextmanager
+    def tracking(self) -> Iterator[None]:
+        """Track the current task (one connection's handler) while inside."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            yield
+        finally:
+            self._tasks.discard(task)
+
+    async def close(self, servers: Iterable[asyncio.Server]) -> None:
+        """Stop ``servers`` listening, end every tracked connection, then wait for the servers to close."""
+        servers = list(servers)
+        for server in servers:
+            server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for server in servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 5.0)
+
+
 class Forwarder:
     """Listens in each given namespace and proxies every connection to ``target_host:target_port``."""
 
@@ -51,7 +83,7 @@ class Forwarder:
         self.target_port = target_port
         self.listen_port = listen_port
         self._servers: dict[str, asyncio.Server] = {}
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections = Connections()
 
     @property
     def namespaces(self) -> list[str]:
@@ -85,25 +117,12 @@ class Forwarder:
     async def close(self) -> None:
         """Stop listening everywhere and end every open connection; safe to call twice."""
         servers, self._servers = list(self._servers.values()), {}
-        for server in servers:
-            server.close()
-        for task in list(self._connections):
-            task.cancel()
-        if self._connections:
-            await asyncio.gather(*self._connections, return_exceptions=True)
-        for server in servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 5.0)
+        await self._connections.close(servers)
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One client: tracked, so :meth:`close` can end it rather than leave it to the loop's shutdown."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        try:
+        with self._connections.tracking():
             await self._proxy(reader, writer)
-        finally:
-            self._connections.discard(task)
 
     async def _proxy(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         try:

@@ -10,12 +10,11 @@ an address outside loopback; the sites keep having no route out but their underl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import socket
 from collections.abc import Mapping
 
-from patronus.lab.forwarder import close_writer, pipe
+from patronus.lab.forwarder import Connections, close_writer, pipe
 from patronus.lab.network import netns_socket
 
 LISTEN_HOST = "127.0.0.1"
@@ -40,7 +39,7 @@ class MetricsForwarder:
         self.target_port = target_port
         self.ports: dict[str, int] = {}
         self._servers: list[asyncio.Server] = []
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections = Connections()
 
     async def start(self, namespaces: Mapping[str, str]) -> dict[str, int]:
         """Listen for every ``{site: namespace}``; returns ``{site: port on 127.0.0.1}``."""
@@ -59,32 +58,27 @@ class MetricsForwarder:
     async def close(self) -> None:
         """Stop listening and end open connections; safe to call twice."""
         servers, self._servers = self._servers, []
-        for server in servers:
-            server.close()
-        for task in list(self._connections):
-            task.cancel()
-        if self._connections:
-            await asyncio.gather(*self._connections, return_exceptions=True)
-        for server in servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 5.0)
+        await self._connections.close(servers)
 
     async def _accepted(
         self, namespace: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        try:
+        with self._connections.tracking():
             try:
-                upstream = await asyncio.wait_for(_connect_in(namespace, self.target_port), _CONNECT_TIMEOUT)
-            except (OSError, TimeoutError):
-                return  # the agent is not listening (yet): the scrape fails, as it should
-            up_reader, up_writer = upstream
-            try:
-                await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+                await self._proxy(namespace, reader, writer)
             finally:
-                await close_writer(up_writer)
+                await close_writer(writer)
+
+    async def _proxy(
+        self, namespace: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            up_reader, up_writer = await asyncio.wait_for(
+                _connect_in(namespace, self.target_port), _CONNECT_TIMEOUT
+            )
+        except (OSError, TimeoutError):
+            return  # the agent is not listening (yet): the scrape fails, as it should
+        try:
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         finally:
-            await close_writer(writer)
-            self._connections.discard(task)
+            await close_writer(up_writer)
