@@ -1,7 +1,10 @@
 """Which path a policy's traffic uses, decided from path checks with hysteresis. Pure: time is passed in.
 
 A path is *good* for a policy when its latest check is not ``down`` and its health is at least the
-policy's ``failover.threshold``; otherwise it is *bad*.
+policy's ``failover.threshold``; otherwise it is *bad*. A path that has never answered (``unknown``) is
+neither: it is not measured yet, so its checks are not taken (no false alarm at start). Early verdicts
+(a path that just went down, or answers again) count as checks, the moment they arrive: failover is
+as fast as the prober's down detector, and a recovered primary's cooldown starts with its first reply.
 
 With a primary path:
 
@@ -71,8 +74,8 @@ class Decision:
 
 
 def healthiest(paths: Mapping[str, CheckResult]) -> str | None:
-    """The path with the highest health that is not down (ties: the first name), or None if none is up."""
-    candidates = [name for name, result in paths.items() if not result.is_down]
+    """The path with the highest health that is measured and not down (ties: the first name), or None."""
+    candidates = [name for name, result in paths.items() if result.state not in ("down", "unknown")]
     if not candidates:
         return None
     return min(candidates, key=lambda name: (-paths[name].health_score, name))
@@ -114,11 +117,13 @@ class FailoverState:
     def observe(self, path_id: str, result: CheckResult, now: float) -> Decision | None:
         """Take one check of ``path_id`` made at ``now`` (seconds, monotonic); a Decision when traffic moves.
 
-        Checks of paths a policy with a primary does not name are ignored.
+        Checks of paths a policy with a primary does not name are ignored, and so are ``unknown`` ones.
         """
         primary, backup = self.policy.primary, self.policy.backup
         if primary is not None and path_id not in (primary, backup):
             return None
+        if result.state == "unknown":
+            return None  # never answered yet: no measurement to act on
         self._latest[path_id] = result
         if path_id == primary:
             if not self.good(result):

@@ -1,21 +1,24 @@
 """Active path probing over UDP: a prober that measures one path (the responder that echoes its probes
 is :class:`~patronus.agent.responder.ProbeResponder`, re-exported here).
 
-Timing: round-trip times use ``time.monotonic_ns()`` taken right before ``sendto`` and in
-``datagram_received`` (not the injected clock, which only paces the schedule: a fake clock must not fake
-an RTT). Replies carry the send timestamp back, and the prober also keeps it with the outstanding sequence
-number, so a reply is accepted only once, only for a probe still outstanding and only with the timestamp
-that was sent: duplicates, late replies and stray datagrams are ignored. The receive time is taken when
-the event loop hands over the datagram, so a loop blocked for N ms adds up to N ms: keep blocking work off
-the agent's loop (on loopback the measured RTT is about 0.1 ms).
+The prober is the I/O around :class:`~patronus.agent.path_monitor.PathMonitor`, which decides everything
+(when to send, when a path is down, what each check reports; read it for the design): this class opens
+the socket, sleeps until the monitor's next deadline on the injected clock, puts its probes on the wire,
+hands it the replies, and delivers its results through ``on_check``, one at a time and in order, from a
+task of their own, so a slow ``on_check`` never delays a probe or a deadline. A down verdict is
+delivered the moment it is reached, as an ``early`` result through the same callback.
 
-Schedule: check *k* starts at ``start + k * interval`` (no drift from slow checks). Its
-``probes_per_check`` probes go out :func:`probe_gap` apart, at most 20 ms and at most half an interval
-for the whole burst, so one check samples a short stretch of time rather than a single queue state and
-never floods the link. A probe not answered within ``timeout`` of being sent is lost (default
-``min(interval, 1 s)``), even if its reply turns up later in the check. A check ends when every probe
-is answered or timed out, so checks may overlap when ``burst + timeout > interval``; results are still
-delivered in check order through ``on_check``.
+Timing: every time (send, receive, deadlines) is read from the injected clock, so a test on a
+:class:`~patronus.runtime.clock.FakeClock` with an in-memory transport drives the whole prober
+deterministically; in production that is ``time.monotonic()``. The receive time is taken when the event
+loop hands over the datagram, so a loop blocked for N ms adds up to N ms to a round trip: keep blocking
+work off the agent's loop (on loopback the measured RTT is about 0.1 ms). A reply that the loop and a
+deadline find ready together is taken first (asyncio runs I/O callbacks before timers), so a stalled loop
+makes replies late, never missing.
+
+Replies carry the send stamp back, and the monitor keeps it with the outstanding sequence number, so a
+reply is accepted only once, only for a probe still outstanding and only with the stamp that was sent:
+duplicates, replies after the loss deadline and stray datagrams are ignored (and counted).
 """
 
 from __future__ import annotations
@@ -23,47 +26,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from patronus.agent import probe_protocol as wire
-from patronus.agent.probe_stats import DEFAULT_DEGRADED_BELOW, CheckResult, summarize
+from patronus.agent.detection import Detection
+from patronus.agent.path_monitor import START_GRACE_SECONDS, Output, PathMonitor
+from patronus.agent.probe_stats import DEFAULT_DEGRADED_BELOW, LOSS_WINDOW_PROBES, CheckResult
 from patronus.agent.responder import ProbeResponder
 from patronus.runtime.clock import Clock, SystemClock
 from patronus.runtime.logs import get_logger
 
 log = get_logger(__name__)
 
-__all__ = ["MAX_PROBE_GAP", "OnCheck", "PathProber", "ProbeResponder", "probe_gap"]
+__all__ = ["OnCheck", "PathProber", "ProbeResponder"]
 
 OnCheck = Callable[[str, CheckResult], Awaitable[None]]
-"""Called with ``(path_id, result)`` once per check, in check order."""
-
-MAX_PROBE_GAP = 0.02
-"""Seconds between two probes of one check, at most."""
-_SEQ_MOD = 1 << 32
-
-
-def probe_gap(interval: float, probes_per_check: int) -> float:
-    """Seconds between consecutive probes of a check: 20 ms, less if the burst would exceed interval/2."""
-    if probes_per_check <= 1:
-        return 0.0
-    return min(MAX_PROBE_GAP, interval / 2 / (probes_per_check - 1))
-
-
-@dataclass
-class _Check:
-    """One check in flight: the RTT of each probe by position (None until answered or lost)."""
-
-    rtts_ms: list[float | None]
-    pending: int
-    done: asyncio.Event = field(default_factory=asyncio.Event)
+"""Called with ``(path_id, result)`` once per check and once per early verdict, in order, never
+concurrently for one path."""
 
 
 class PathProber(asyncio.DatagramProtocol):
-    """Probes one path every ``interval`` seconds and reports a :class:`CheckResult` per check."""
+    """Probes one path (``probes_per_check`` probes per ``interval``) and reports what it finds."""
 
     def __init__(
         self,
@@ -78,44 +62,72 @@ class PathProber(asyncio.DatagramProtocol):
         clock: Clock | None = None,
         source_host: str | None = None,
         degraded_below: float = DEFAULT_DEGRADED_BELOW,
+        loss_window: int = LOSS_WINDOW_PROBES,
         mark: int | None = None,
+        detection: Detection | None = None,
+        grace: float = START_GRACE_SECONDS,
     ) -> None:
         """``mark`` sets SO_MARK on the probe socket so policy routing sends the probes down this path's
-        underlay (several paths to one site share the destination address and differ only by tunnel)."""
-        if interval <= 0:
-            raise ValueError("interval must be positive")
-        if probes_per_check < 1:
-            raise ValueError("probes_per_check must be at least 1")
-        self.timeout = min(interval, 1.0) if timeout is None else timeout
-        if self.timeout <= 0:
-            raise ValueError("timeout must be positive")
+        underlay (several paths to one site share the destination address and differ only by tunnel).
+        ``timeout`` is the least time a probe has to come back before it is lost (default
+        ``min(interval, 1 s)``); ``detection`` and ``grace``: see :mod:`patronus.agent.path_monitor`."""
+        self._clock: Clock = clock or SystemClock()
+        # Validates the numbers now, not at start(); start() makes a fresh one on the clock's time.
+        self._settings: dict[str, Any] = {
+            "interval": interval,
+            "probes_per_check": probes_per_check,
+            "timeout": timeout,
+            "detection": detection,
+            "window": loss_window,
+            "grace": grace,
+            "degraded_below": degraded_below,
+        }
+        self.monitor = PathMonitor(start=self._clock.monotonic(), **self._settings)
         self.path_id = path_id
         self.target = (target_host, target_port)
         self.interval = interval
         self.probes_per_check = probes_per_check
-        self.gap = probe_gap(interval, probes_per_check)
         self.source_host = source_host
         self.mark = mark
-        self.degraded_below = degraded_below
-        self.checks = 0
         self.ignored_replies = 0
+        """Datagrams that were not a reply of ours: not probes, another path's, stray or too late."""
         self._on_check = on_check
-        self._clock: Clock = clock or SystemClock()
         self._hash = wire.path_hash(path_id)
-        self._timeout_ns = int(self.timeout * 1e9)
-        self._seq = 0
-        # sequence -> (check, probe index, send timestamp)
-        self._outstanding: dict[int, tuple[_Check, int, int]] = {}
+        self._results: asyncio.Queue[CheckResult] = asyncio.Queue()
         self._transport: asyncio.DatagramTransport | None = None
         self._scheduler: asyncio.Task[None] | None = None
-        self._checks: set[asyncio.Task[None]] = set()
+        self._deliverer: asyncio.Task[None] | None = None
+
+    @property
+    def timeout(self) -> float:
+        return self.monitor.timeout
+
+    @property
+    def checks(self) -> int:
+        """Checks completed (early verdicts not included)."""
+        return self.monitor.checks
+
+    @property
+    def running(self) -> bool:
+        """The schedule is alive (started, not stopped, and not ended by an unexpected error)."""
+        return self._scheduler is not None and not self._scheduler.done()
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Open the socket and start the check schedule; the first check starts at once."""
+    async def start(self, transport: asyncio.DatagramTransport | None = None) -> None:
+        """Open the socket (or use ``transport``, already connected to the target: tests) and start
+        probing; the first probe goes out at once."""
         if self._scheduler is not None:
             raise RuntimeError("prober already started")
+        if transport is not None:
+            self.connection_made(transport)
+        else:
+            await self._open()
+        self.monitor = PathMonitor(start=self._clock.monotonic(), **self._settings)
+        self._deliverer = asyncio.create_task(self._deliver(), name=f"prober-{self.path_id}-results")
+        self._scheduler = asyncio.create_task(self._schedule(), name=f"prober-{self.path_id}")
+
+    async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         # The socket is made here, not by asyncio, so that the mark is set before connect() routes it.
         sock = socket.socket(socket.AF_INET6 if ":" in self.target[0] else socket.AF_INET, socket.SOCK_DGRAM)
@@ -130,27 +142,19 @@ class PathProber(asyncio.DatagramProtocol):
             sock.close()
             raise
         await loop.create_datagram_endpoint(lambda: self, sock=sock)
-        self._scheduler = asyncio.create_task(self._schedule(), name=f"prober-{self.path_id}")
 
     async def stop(self) -> None:
-        """Cancel the schedule and every check in flight (no further ``on_check``), close the socket."""
-        tasks = [t for t in (self._scheduler, *self._checks) if t is not None]
+        """Stop probing and delivering (no further ``on_check``), close the socket."""
+        tasks = [t for t in (self._scheduler, self._deliverer) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._scheduler = None
-        self._checks.clear()
-        self._outstanding.clear()
+        self._scheduler = self._deliverer = None
         if self._transport is not None:
             self._transport.close()
             self._transport = None
-
-    @property
-    def running(self) -> bool:
-        """The schedule is alive (started, not stopped, and not ended by an unexpected error)."""
-        return self._scheduler is not None and not self._scheduler.done()
 
     async def __aenter__(self) -> PathProber:
         await self.start()
@@ -166,93 +170,51 @@ class PathProber(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        received_ns = time.monotonic_ns()
+        now = self._clock.monotonic()
         try:
             probe = wire.decode(data)
         except ValueError:
             self.ignored_replies += 1
             return
-        entry = self._outstanding.get(probe.sequence)
-        if probe.kind is not wire.Kind.REPLY or probe.path_hash != self._hash or entry is None:
-            self.ignored_replies += 1  # stray, duplicate or too late
+        if probe.kind is not wire.Kind.REPLY or probe.path_hash != self._hash or self._scheduler is None:
+            self.ignored_replies += 1
             return
-        check, index, sent_ns = entry
-        if probe.sent_ns != sent_ns:
-            self.ignored_replies += 1  # a sequence we reused after wrapping, or a forged reply
+        out = self.monitor.reply(probe.sequence, probe.sent_ns, now)
+        if out is None:
+            self.ignored_replies += 1  # a duplicate, too late, or a stamp we never sent
             return
-        del self._outstanding[probe.sequence]
-        rtt_ns = received_ns - sent_ns
-        if rtt_ns > self._timeout_ns:
-            self.ignored_replies += 1  # came back, but after its own timeout: it stays lost
-        else:
-            check.rtts_ms[index] = rtt_ns / 1e6
-        check.pending -= 1
-        if check.pending == 0:
-            check.done.set()
+        self._apply(out)
 
     def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable while the far end is down: the probes simply count as lost.
+        # ICMP port unreachable while the far end is down: the probes simply go unanswered.
         log.debug("prober socket error", path=self.path_id, error=str(exc))
 
     # --- schedule ----------------------------------------------------------------------------------------
 
     async def _schedule(self) -> None:
-        start = self._clock.monotonic()
-        previous: asyncio.Task[None] | None = None
-        tick = 0
         while True:
-            task = asyncio.create_task(self._check(previous), name=f"check-{self.path_id}-{tick}")
-            self._checks.add(task)
-            task.add_done_callback(self._checks.discard)
-            previous = task
-            # Next tick on the fixed grid; if we fell behind (a stalled loop), skip the missed ticks.
-            now = self._clock.monotonic()
-            tick = max(tick + 1, int((now - start) / self.interval) + 1)
-            await self._clock.sleep(start + tick * self.interval - now)
+            self._apply(self.monitor.advance(self._clock.monotonic()))
+            await self._clock.sleep(self.monitor.next_deadline() - self._clock.monotonic())
 
-    def _next_seq(self) -> int:
-        seq = self._seq
-        self._seq = (seq + 1) % _SEQ_MOD
-        return seq
+    def _apply(self, out: Output) -> None:
+        for send in out.sends:
+            if self._transport is not None:
+                self._transport.sendto(wire.encode_request(self._hash, send.seq, send.stamp))
+        for verdict in out.verdicts:
+            log.info(
+                "path down" if verdict.state == "down" else "path answers again",
+                path=self.path_id,
+                silence_ms=round(verdict.silence * 1000, 1),
+                rto_ms=round(verdict.rto * 1000, 1),
+                unanswered=verdict.unanswered,
+            )
+        for result in out.results:
+            self._results.put_nowait(result)
 
-    async def _check(self, previous: asyncio.Task[None] | None) -> None:
-        check = _Check(rtts_ms=[None] * self.probes_per_check, pending=self.probes_per_check)
-        seqs: list[int] = []
-        try:
-            for index in range(self.probes_per_check):
-                if index:
-                    await self._clock.sleep(self.gap)
-                seqs.append(self._send(check, index))
-            await self._wait(check)
-        finally:
-            for seq in seqs:
-                entry = self._outstanding.get(seq)
-                if entry is not None and entry[0] is check:
-                    del self._outstanding[seq]
-        if previous is not None:
-            # Report in check order; a previous check that failed is not ours to report.
-            await asyncio.wait([previous])
-        result = summarize(check.rtts_ms, degraded_below=self.degraded_below)
-        self.checks += 1
-        try:
-            await self._on_check(self.path_id, result)
-        except Exception:
-            log.exception("on_check failed", path=self.path_id)
-
-    def _send(self, check: _Check, index: int) -> int:
-        seq = self._next_seq()
-        sent_ns = time.monotonic_ns()
-        self._outstanding[seq] = (check, index, sent_ns)
-        if self._transport is not None:
-            self._transport.sendto(wire.encode_request(self._hash, seq, sent_ns))
-        return seq
-
-    async def _wait(self, check: _Check) -> None:
-        """Until every probe is answered or the last one has had ``timeout`` seconds to come back."""
-        waiter = asyncio.create_task(check.done.wait())
-        timer = asyncio.create_task(self._clock.sleep(self.timeout))
-        try:
-            await asyncio.wait([waiter, timer], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-            timer.cancel()
+    async def _deliver(self) -> None:
+        while True:
+            result = await self._results.get()
+            try:
+                await self._on_check(self.path_id, result)
+            except Exception:
+                log.exception("on_check failed", path=self.path_id)

@@ -210,6 +210,32 @@ def test_without_primary_uses_the_healthiest_path() -> None:
     assert s.failover_count == 2
 
 
+def test_unknown_paths_are_not_measured_yet() -> None:
+    """At start the backup may answer before the primary's tunnel has its first handshake: the primary
+    is unknown, not bad, and voice stays on it; once it answers, it is judged as usual."""
+    unknown = CheckResult(5, 0, None, None, 0.0, 0.0, "unknown")
+    s = state()
+    s.observe("lte", GOOD, 0.0)
+    for t in range(5):
+        assert s.observe("fiber", unknown, float(t)) is None
+    assert "fiber" not in s.latest
+    assert s.observe("fiber", DOWN, 6.0) is not None
+    assert healthiest({"fiber": unknown, "lte": BAD}) == "lte"
+    assert healthiest({"fiber": unknown}) is None
+
+
+def test_early_verdicts_move_traffic_the_moment_they_arrive() -> None:
+    early_down = CheckResult(0, 0, None, None, 0.0, 0.0, "down", early=True)
+    early_up = CheckResult(0, 0, 1.0, None, 0.0, 99.0, "up", early=True)
+    s = state(cooldown=10.0)
+    s.observe("lte", GOOD, 0.0)
+    s.observe("fiber", GOOD, 0.0)
+    assert s.observe("fiber", early_down, 0.11) == Decision("video", "fiber", "lte", "primary-down", 0.11)
+    assert s.observe("fiber", early_up, 7.0) is None  # the cooldown starts with the first reply
+    assert s.observe("fiber", GOOD, 16.9) is None
+    assert s.observe("fiber", GOOD, 17.0) == Decision("video", "lte", "fiber", "primary-recovered", 17.0)
+
+
 def test_policy_from_agent_config() -> None:
     entry = PolicyConfig.model_validate(
         {

@@ -78,6 +78,21 @@ def test_loss_window_resolves_small_loss_over_many_probes() -> None:
     assert window.loss_pct == pytest.approx(expected)
 
 
+def test_judged_loss_presumes_a_young_window_good() -> None:
+    window = LossWindow(1000)
+    window.extend([1.0] * 8 + [None, None])
+    assert window.loss_pct == pytest.approx(20)  # what was seen
+    assert window.judged_loss_pct == pytest.approx(0.2)  # what it weighs as evidence
+    window.extend([1.0] * 990)
+    assert window.judged_loss_pct == window.loss_pct == pytest.approx(0.2)
+
+
+def test_a_check_keeps_its_round_trips() -> None:
+    result = summarize([1.0, None, 3.0])
+    assert result.rtts_ms == (1.0, None, 3.0)
+    assert not result.early
+
+
 def test_loss_window_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least one"):
         LossWindow(0)
