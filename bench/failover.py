@@ -231,16 +231,21 @@ class Lab:
         say(f"lab {self.prefix} down (exit {result.returncode}): {result.stderr.strip().splitlines()[-1:]}")
 
     def kubectl(self, *args: str) -> str:
-        result = subprocess.run(
-            [self.kubectl_bin, "--kubeconfig", self.kubeconfig, "-n", LAB_NAMESPACE, *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
-        return result.stdout
+        """Run kubectl; a request the busy API server timed out is tried again (three times in all)."""
+        for attempt in range(3):
+            result = subprocess.run(
+                [self.kubectl_bin, "--kubeconfig", self.kubeconfig, "-n", LAB_NAMESPACE, *args],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            if result.returncode == 0:
+                return result.stdout
+            if "Timeout" not in result.stderr or attempt == 2:
+                break
+            say(f"  kubectl {args[0]}: {result.stderr.strip()[:120]}; trying again")
+        raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
 
     @property
     def the_plan(self) -> LabPlan:
@@ -976,6 +981,12 @@ def parse_args() -> argparse.Namespace:
         "with its agent too, in a second lab, and report the ratios",
     )
     parser.add_argument("--baseline-trials", type=int, default=10)
+    parser.add_argument(
+        "--sections",
+        type=lambda text: {part.strip() for part in text.split(",") if part.strip()},
+        default={"failover", "failback", "soak"},
+        help="which of failover, failback, soak to run (default: all three)",
+    )
     parser.add_argument("--accuracy", action="store_true", help="also the probe accuracy section")
     parser.add_argument("--throughput", action="store_true", help="also the tunnel throughput section")
     args = parser.parse_args()
@@ -1013,20 +1024,24 @@ def main() -> int:
             args.baseline_trials,
         )
         with lab_session(lab) as api:
-            baseline = failover_runs(lab, api, args, checked=False)
-            baseline_backs = failback_runs(lab, api, args, AgentLog(lab.agent_log("a")))
+            if "failover" in args.sections:
+                baseline = failover_runs(lab, api, args, checked=False)
+            if "failback" in args.sections:
+                baseline_backs = failback_runs(lab, api, args, AgentLog(lab.agent_log("a")))
     lab = run_lab("this tree", env, args, binaries, args.trials)
     with lab_session(lab) as api:
-        medians = failover_runs(lab, api, args, checked=True)
-        explain()
-        compare(medians, baseline)
-        backs = failback_runs(lab, api, args, AgentLog(lab.agent_log("a")))
-        line = f"  failback after the link came back: median {statistics.median(backs):.2f} s"
-        line += f" [max {max(backs):.2f}]"
-        if baseline_backs:
-            line += f"; baseline median {statistics.median(baseline_backs):.2f} s"
-        say(line)
-        if args.soak > 0:
+        if "failover" in args.sections:
+            medians = failover_runs(lab, api, args, checked=True)
+            explain()
+            compare(medians, baseline)
+        if "failback" in args.sections:
+            backs = failback_runs(lab, api, args, AgentLog(lab.agent_log("a")))
+            line = f"  failback after the link came back: median {statistics.median(backs):.2f} s"
+            line += f" [max {max(backs):.2f}]"
+            if baseline_backs:
+                line += f"; baseline median {statistics.median(baseline_backs):.2f} s"
+            say(line)
+        if "soak" in args.sections and args.soak > 0:
             soak(lab, api, args, AgentLog(lab.agent_log("a")))
         if args.accuracy:
             fiber = path_name(MESH_NAME, "a", "b", "fiber")
