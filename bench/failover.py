@@ -337,6 +337,7 @@ class Entry:
     reason: str = ""
     rto_s: float = 0.0
     silence_s: float = 0.0
+    guard_s: float = 0.0
 
 
 class AgentLog:
@@ -369,7 +370,10 @@ class AgentLog:
                     self.entries.append(Entry(when, "switch", str(entry["path"]), str(entry.get("reason"))))
                 elif entry["event"] in ("path down", "path answers again"):
                     rto, silence = float(entry["rto_ms"]) / 1000, float(entry["silence_ms"]) / 1000
-                    self.entries.append(Entry(when, entry["event"], str(entry["path"]), "", rto, silence))
+                    guard = float(entry.get("guard_ms") or 0) / 1000
+                    self.entries.append(
+                        Entry(when, entry["event"], str(entry["path"]), "", rto, silence, guard)
+                    )
         return self.entries
 
     def since(self, wall: float, event: str = "switch", path: str | None = None) -> list[Entry]:
@@ -499,6 +503,7 @@ class Trial:
     sent: int
     verdict_s: float | None  # the effective cut to the agent's "path down" for the a->b fiber path
     rto_s: float  # the deadline that verdict used
+    guard_s: float  # the stall guard then (0 unless this host's late replies taught one)
     switch_s: float | None  # the verdict to the agent's "policy switched path" for voice
     switch_reason: str
     duplicates: int
@@ -506,8 +511,8 @@ class Trial:
     lte_tx: int | None  # packets a's wg-lte interface sent during the trial (the stream's + probes)
 
     def bound_s(self, spacing: float) -> float:
-        """The most the design allows from the cut to the verdict, with this trial's RTO."""
-        return DETECTION.bound(spacing, self.rto_s)
+        """The most the design allows from the cut to the verdict, with this trial's RTO and guard."""
+        return DETECTION.bound(spacing, self.rto_s, self.guard_s)
 
     def within_bound(self, spacing: float) -> bool:
         """Verdict within the bound, and the outage within it plus the measured switch (+ slack)."""
@@ -574,8 +579,9 @@ def run_trial(lab: Lab, agent: AgentLog, interval: float, fiber: str) -> Trial:
     verdict = downs[0].wall - effective if downs else None
     switch = moves[0].wall - downs[0].wall if moves and downs else None
     rto = downs[0].rto_s if downs else 0.0
+    guard = downs[0].guard_s if downs else 0.0
     reason = moves[0].reason if moves else "-"
-    return Trial(outage, lost, stream.sent, verdict, rto, switch, reason, duplicates, after, lte_tx)
+    return Trial(outage, lost, stream.sent, verdict, rto, guard, switch, reason, duplicates, after, lte_tx)
 
 
 # -- probe accuracy -------------------------------------------------------------------------------
@@ -712,11 +718,13 @@ def report_interval(text: str, interval: float, probes: int, trials: list[Trial]
     verdicts = [t.verdict_s for t in trials if t.verdict_s is not None]
     switches = [t.switch_s for t in trials if t.switch_s is not None]
     rtos = sorted({round(t.rto_s * 1000, 1) for t in trials})
+    guards = [round(t.guard_s * 1000) for t in trials if t.guard_s]
     if verdicts and switches:
         say(
             f"  cut -> 'path down': min {fmt_s(min(verdicts))} median {fmt_s(statistics.median(verdicts))} "
             f"max {fmt_s(max(verdicts))}; 'path down' -> voice switched: median "
             f"{fmt_s(statistics.median(switches))} max {fmt_s(max(switches))}; RTO used {rtos} ms"
+            f"{f'; a stall guard in {len(guards)} trials: {sorted(guards)} ms' if guards else ''}"
         )
     rto = DETECTION.min_rto
     say(
@@ -727,8 +735,8 @@ def report_interval(text: str, interval: float, probes: int, trials: list[Trial]
     )
     failed = [n for n, t in enumerate(trials, 1) if not t.within_bound(spacing)]
     say(
-        f"  every trial against its bound (its own RTO, + its measured switch for the outage, "
-        f"+ {fmt_s(SLACK_S)} slack): {'all within' if not failed else f'OUTSIDE in trials {failed}'}"
+        f"  every trial against its bound (its own RTO and stall guard, + its measured switch for the "
+        f"outage, + {fmt_s(SLACK_S)} slack): {'all within' if not failed else f'OUTSIDE in trials {failed}'}"
     )
 
 
@@ -919,7 +927,8 @@ def failover_runs(lab: Lab, api: Api, args: argparse.Namespace, *, checked: bool
             )
             say(
                 f"  trial {number:2}: outage {fmt_s(trial.outage_s):>6}  lost {trial.lost:4} of "
-                f"{trial.sent}  down +{verdict} (RTO {fmt_s(trial.rto_s)}, bound {fmt_s(bound)}) switch "
+                f"{trial.sent}  down +{verdict} (RTO {fmt_s(trial.rto_s)}"
+                f"{f', guard {fmt_s(trial.guard_s)}' if trial.guard_s else ''}, bound {fmt_s(bound)}) switch "
                 f"+{switch} ({trial.switch_reason}){within}; after {trial.after} arrived, wg-lte sent "
                 f"{trial.lte_tx}{f'  dup {trial.duplicates}' if trial.duplicates else ''}"
                 f"  (settled {waited:.1f}s)"

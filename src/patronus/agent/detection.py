@@ -18,13 +18,23 @@ missed probe went out. Any reply (to any probe, even a late one) cancels the tra
 - Time: a cut is seen by the first probe sent after it, at most ``spacing = interval / probesPerCheck``
   later; that probe's deadline, the train and the last deadline follow, so the verdict comes at most
   ``spacing + 2 * RTO + (confirmations - 1) * gap`` after the cut (:meth:`Detection.bound`), and at
-  least ``2 * RTO + (confirmations - 1) * gap - RTT`` (a probe whose reply was cut).
+  least ``2 * RTO + (confirmations - 1) * gap - RTT`` (a probe whose reply was cut); with a stall
+  guard (below), the silence is at least the guard's.
 - Robustness: a path is declared down only after at least :meth:`Detection.silence` of silence, so a
   round trip that jumps by less than that (a route change, a queue filling) is late, not down.
+
+**Stall guard.** A busy host (or peer) can hold every packet for hundreds of milliseconds: a silence
+that is delay, not loss, and that the smoothed RTO forgets within a few replies. Its signature is a
+reply that comes after its own deadline while the path was suspected (a train running, or declared
+down). Like TCP's response to a spurious timeout (Eifel, RFC 4015), the path then remembers: the next
+verdict needs at least ``guard_margin`` times that silence, a requirement that halves every
+``guard_half_life`` seconds and is never more than ``max_guard`` (:class:`StallGuard`). A quiet host
+keeps the fast detector; a stalling one slows its own verdicts instead of flapping.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 INITIAL_RTO = 1.0
@@ -42,6 +52,9 @@ class Detection:
     """Probes sent after a miss; all of them and the missed one unanswered: down."""
     gap: float = 0.004
     """Seconds between two confirmation probes: the train spans ``(confirmations - 1) * gap``."""
+    guard_margin: float = 1.25
+    guard_half_life: float = 60.0
+    max_guard: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rto <= self.max_rto:
@@ -56,13 +69,14 @@ class Detection:
         """Seconds from the first to the last confirmation probe."""
         return (self.confirmations - 1) * self.gap
 
-    def silence(self, rto: float) -> float:
-        """The least silence (seconds without a reply) before a down verdict, with deadlines of ``rto``."""
-        return 2 * rto + self.span
+    def silence(self, rto: float, guard: float = 0.0) -> float:
+        """The least silence (seconds without a reply) before a down verdict, with deadlines of ``rto``
+        and a stall guard of ``guard``."""
+        return max(2 * rto + self.span, guard)
 
-    def bound(self, spacing: float, rto: float) -> float:
+    def bound(self, spacing: float, rto: float, guard: float = 0.0) -> float:
         """The most seconds from a cut to the down verdict, with probes ``spacing`` apart."""
-        return spacing + self.silence(rto)
+        return spacing + self.silence(rto, guard)
 
     def false_down_probability(self, loss: float) -> float:
         """The chance that a given probe starts a false down verdict, with independent loss ``loss``."""
@@ -100,3 +114,24 @@ class RttEstimator:
             return max(min(INITIAL_RTO, self.detection.max_rto), self.detection.min_rto)
         raw = self.srtt + self.K * self.rttvar
         return min(max(raw, self.detection.min_rto), self.detection.max_rto)
+
+
+class StallGuard:
+    """The least silence a down verdict needs, learnt from this path's own late replies (see above)."""
+
+    def __init__(self, detection: Detection | None = None) -> None:
+        self.detection = detection or Detection()
+        self._value = 0.0
+        self._at = 0.0
+
+    def value(self, now: float) -> float:
+        """Seconds of silence a verdict at ``now`` needs, at least (0: no stall seen lately)."""
+        if not self._value:
+            return 0.0
+        return self._value * math.pow(0.5, max(now - self._at, 0.0) / self.detection.guard_half_life)
+
+    def late_reply(self, silence: float, now: float) -> None:
+        """A reply after its deadline ended ``silence`` seconds without replies while the path was
+        suspected: that much silence was delay."""
+        wanted = min(silence * self.detection.guard_margin, self.detection.max_guard)
+        self._value, self._at = max(self.value(now), wanted), now

@@ -9,20 +9,24 @@ as fast as the prober's down detector, and a recovered primary's cooldown starts
 With a primary path:
 
 - Traffic starts on the primary (before any measurement the configured choice stands).
-- **Failover is fast**: the first check that shows the primary bad moves traffic to the backup, if the
-  backup has been measured and is not down, and is either good or clearly better than the primary (see
-  below). Being on a bad link costs users now, so there is no delay here.
+- **Failover is fast**: a ``down`` primary moves traffic to the backup at once, if the backup has been
+  measured and is not down, and is either good or clearly better than the primary (see below). A primary
+  that answers but scores below the threshold moves it once that has held for ``degraded_checks``
+  consecutive checks (3 by default): health dips with a single check's round trips (one probe held up
+  by a busy host is a large jitter), and degradation worth moving voice for lasts; a cut does not wait.
 - **Failback is slow**: traffic returns to the primary only once every primary check for
   ``cooldown_seconds`` has been good; any bad check restarts that clock. So a flapping primary causes at
   most one failback per cooldown, and none while it keeps flapping faster than the cooldown.
 - **Both bad**: when the primary is bad and the backup is down or no better, traffic stays on the primary;
-  when traffic is on the backup and the backup goes bad, it returns to the primary early only if the
-  primary is clearly better. "Clearly better" means not down and either the other is down or the health is
-  at least ``margin`` points higher; the margin stops two similar bad paths from trading places every check.
+  when traffic is on the backup and the backup goes bad (down, or below the threshold for
+  ``degraded_checks`` checks), it returns to the primary early only if the primary is clearly better.
+  "Clearly better" means not down and either the other is down or the health is at least ``margin``
+  points higher; the margin stops two similar bad paths from trading places every check.
 
 Without a primary (``action.primaryPath`` unset), the policy uses the healthiest path it has heard of
-(:func:`healthiest`): it moves at once when its current path goes bad and something better exists, and
-moves from a good path to a clearly better one at most once per cooldown.
+(:func:`healthiest`): it moves when its current path goes bad (as above: down at once, below the
+threshold once it lasts) and something better exists, and moves from a good path to a clearly better
+one at most once per cooldown.
 
 ``failover_count`` counts moves away from the primary (for a policy without primary: every move after the
 first choice); ``failback_count`` counts returns to the primary.
@@ -38,6 +42,8 @@ from patronus.api.agentconfig import PolicyConfig
 
 DEFAULT_MARGIN = 5.0
 """Health points by which a bad path must beat another bad path before traffic moves between them."""
+DEGRADED_CHECKS = 3
+"""Consecutive checks below the threshold (not down) before a path counts as bad enough to leave."""
 
 
 @dataclass(frozen=True)
@@ -84,17 +90,27 @@ def healthiest(paths: Mapping[str, CheckResult]) -> str | None:
 class FailoverState:
     """The failover decision of one policy; feed it every check of its paths with :meth:`observe`."""
 
-    def __init__(self, policy: FailoverPolicy, *, margin: float = DEFAULT_MARGIN) -> None:
+    def __init__(
+        self,
+        policy: FailoverPolicy,
+        *,
+        margin: float = DEFAULT_MARGIN,
+        degraded_checks: int = DEGRADED_CHECKS,
+    ) -> None:
         if policy.cooldown_seconds < 0:
             raise ValueError("cooldown cannot be negative")
+        if degraded_checks < 1:
+            raise ValueError("degraded_checks must be at least 1")
         self.policy = policy
         self.margin = margin
+        self.degraded_checks = degraded_checks
         self.path_in_use: str | None = policy.primary
         self.failover_count = 0
         self.failback_count = 0
         self.last_failover_at: float | None = None
         self.last_change_at: float | None = None
         self._latest: dict[str, CheckResult] = {}
+        self._below: dict[str, int] = {}  # consecutive checks below the threshold, not down
         self._primary_good_since: float | None = None
 
     @property
@@ -111,6 +127,11 @@ class FailoverState:
         """Whether a check is good enough for this policy's traffic."""
         return not result.is_down and result.health_score >= self.policy.threshold
 
+    def _leave(self, path: str) -> bool:
+        """Whether ``path`` is bad enough to leave: down, or below the threshold for long enough."""
+        result = self._latest[path]
+        return result.is_down or self._below.get(path, 0) >= self.degraded_checks
+
     def _clearly_better(self, a: CheckResult, b: CheckResult) -> bool:
         return not a.is_down and (b.is_down or a.health_score >= b.health_score + self.margin)
 
@@ -125,6 +146,8 @@ class FailoverState:
         if result.state == "unknown":
             return None  # never answered yet: no measurement to act on
         self._latest[path_id] = result
+        below = not result.is_down and not self.good(result)
+        self._below[path_id] = self._below.get(path_id, 0) + 1 if below else 0
         if path_id == primary:
             if not self.good(result):
                 self._primary_good_since = None
@@ -142,7 +165,7 @@ class FailoverState:
         primary_result = self._latest.get(primary)
         backup_result = self._latest.get(backup) if backup is not None else None
         if self.path_in_use == primary:
-            if primary_result is None or self.good(primary_result):
+            if primary_result is None or not self._leave(primary):
                 return primary, ""
             if backup_result is None or backup_result.is_down:
                 return primary, ""  # both bad: nothing better to go to
@@ -155,7 +178,8 @@ class FailoverState:
         if (
             backup_result is not None
             and primary_result is not None
-            and not self.good(backup_result)
+            and backup is not None
+            and self._leave(backup)
             and self._clearly_better(primary_result, backup_result)
         ):
             return primary, "backup-worse"
@@ -169,7 +193,7 @@ class FailoverState:
         if current is None:
             return best, "initial"
         current_result, best_result = self._latest[current], self._latest[best]
-        if not self.good(current_result):
+        if self._leave(current):
             if self.good(best_result) or self._clearly_better(best_result, current_result):
                 return best, "current-below-threshold"
             return current, ""

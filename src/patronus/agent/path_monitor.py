@@ -9,7 +9,8 @@ statistics (sent, received, latency, jitter) are those of its ``probesPerCheck``
 
 **Two deadlines per probe.** At its *miss* deadline (the RTO, :mod:`patronus.agent.detection`) a probe
 still unanswered, with no reply from the path since it was sent, starts a confirmation train; the train
-all unanswered too is a *down* verdict, delivered at once as an ``early`` result, between checks. At its
+all unanswered too (and the silence at least the stall guard's) is a *down* verdict, delivered at once as
+an ``early`` result, between checks. At its
 *loss* deadline, ``max(timeout, RTO)`` after sending (``timeout`` defaults to ``min(interval, 1 s)``), an
 unanswered probe is lost; a reply after the miss deadline but before this one counts as received.
 Confirmation probes decide down or not and yield round trips for the RTO; they count in no statistic.
@@ -35,7 +36,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from patronus.agent.detection import Detection, RttEstimator
+from patronus.agent.detection import Detection, RttEstimator, StallGuard
 from patronus.agent.probe_stats import (
     DEFAULT_DEGRADED_BELOW,
     LOSS_WINDOW_PROBES,
@@ -77,11 +78,14 @@ class _Check:
 
 @dataclass
 class _Train:
-    """Confirmation probes still to send after a miss, and the deadline of the last one sent."""
+    """Confirmation probes still to send after a miss, the deadline of the last one sent, when the
+    silence began, and (once all are sent) when the verdict is due."""
 
     left: int
     next_at: float
     last_deadline: float
+    since: float
+    verdict_at: float = float("inf")
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class Verdict:
     silence: float
     rto: float
     unanswered: int
+    guard: float = 0.0
 
 
 @dataclass
@@ -143,6 +148,7 @@ class PathMonitor:
         self.degraded_below = degraded_below
         self.window = LossWindow(window)
         self.rtt = RttEstimator(self.detection)
+        self.guard = StallGuard(self.detection)
         self.ignored_replies = 0
         self.confirmations_sent = 0
         self.checks = 0
@@ -180,7 +186,7 @@ class PathMonitor:
         for probe in self._outstanding.values():
             times.append(probe.lost_at if probe.missed else probe.miss_at)
         if self._train is not None:
-            times.append(self._train.next_at if self._train.left else self._train.last_deadline)
+            times.append(self._train.next_at if self._train.left else self._train.verdict_at)
         return min(times)
 
     def advance(self, now: float) -> Output:
@@ -207,16 +213,19 @@ class PathMonitor:
         rtt = now - probe.sent_at
         self.rtt.update(rtt)
         out = Output()
+        silence = now - self._last_reply_at if self._last_reply_at is not None else now - self._start
+        suspected = self._train is not None or self._down
+        if suspected and self._answered and rtt > probe.miss_at - probe.sent_at:
+            self.guard.late_reply(silence, now)  # that silence was delay, not loss
         self._ledger.reply(now, regular=probe.check is not None)
         self._train = None
-        silence = now - self._last_reply_at if self._last_reply_at is not None else now - self._start
         self._answered = True
         self._last_reply_at = now
         if probe.check is not None:
             self._resolve(probe, rtt * 1000.0)
         if self._down:
             self._down = False
-            out.verdicts.append(Verdict("answering", now, silence, self.rto, 0))
+            out.verdicts.append(Verdict("answering", now, silence, self.rto, 0, self.guard.value(now)))
             out.results.append(self._early(now, rtt * 1000.0))
         self._emit_checks(now, out)
         return out
@@ -234,7 +243,8 @@ class PathMonitor:
             probe.missed = True
             silent_since_sent = self._last_reply_at is None or self._last_reply_at < probe.sent_at
             if self._armed() and silent_since_sent:
-                self._train = _Train(self.detection.confirmations, now, probe.miss_at)
+                since = self._last_reply_at if self._last_reply_at is not None else self._start
+                self._train = _Train(self.detection.confirmations, now, probe.miss_at, since)
 
     def _confirm(self, now: float, out: Output) -> None:
         train = self._train
@@ -247,7 +257,9 @@ class PathMonitor:
             train.left -= 1
             train.next_at += self.detection.gap
             train.last_deadline = max(train.last_deadline, probe.miss_at)
-        if not train.left and now >= train.last_deadline:
+            if not train.left:
+                train.verdict_at = max(train.last_deadline, train.since + self.guard.value(now))
+        if not train.left and now >= train.verdict_at:
             self._declare_down(now, out)
 
     def _declare_down(self, now: float, out: Output) -> None:
@@ -256,7 +268,7 @@ class PathMonitor:
         self._ledger.outage()
         since = self._last_reply_at if self._last_reply_at is not None else self._start
         unanswered = sum(1 for p in self._outstanding.values() if p.sent_at >= since)
-        out.verdicts.append(Verdict("down", now, now - since, self.rto, unanswered))
+        out.verdicts.append(Verdict("down", now, now - since, self.rto, unanswered, self.guard.value(now)))
         out.results.append(self._early(now, None))
 
     def _losses(self, now: float) -> None:

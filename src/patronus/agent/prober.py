@@ -8,13 +8,13 @@ hands it the replies, and delivers its results through ``on_check``, one at a ti
 task of their own, so a slow ``on_check`` never delays a probe or a deadline. A down verdict is
 delivered the moment it is reached, as an ``early`` result through the same callback.
 
-Timing: every time (send, receive, deadlines) is read from the injected clock, so a test on a
+Timing: every time (send, receive, deadlines) is on the injected clock, so a test on a
 :class:`~patronus.runtime.clock.FakeClock` with an in-memory transport drives the whole prober
-deterministically; in production that is ``time.monotonic()``. The receive time is taken when the event
-loop hands over the datagram, so a loop blocked for N ms adds up to N ms to a round trip: keep blocking
-work off the agent's loop (on loopback the measured RTT is about 0.1 ms). A reply that the loop and a
-deadline find ready together is taken first (asyncio runs I/O callbacks before timers), so a stalled loop
-makes replies late, never missing.
+deterministically; in production that is ``time.monotonic()``. On the real socket a reply's time is the
+kernel's receive stamp (SO_TIMESTAMPNS), not the moment the event loop got round to it, so a busy agent
+loop lengthens no round trip (on loopback the measured RTT is about 0.1 ms). A reply and a deadline that
+the loop finds ready together are taken in that order (asyncio runs I/O callbacks before timers), so a
+stalled loop cannot turn an answered probe into a missed one.
 
 Replies carry the send stamp back, and the monitor keeps it with the outstanding sequence number, so a
 reply is accepted only once, only for a probe still outstanding and only with the stamp that was sent:
@@ -26,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import struct
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from patronus.agent import probe_protocol as wire
 from patronus.agent.detection import Detection
@@ -44,6 +46,60 @@ __all__ = ["OnCheck", "PathProber", "ProbeResponder"]
 OnCheck = Callable[[str, CheckResult], Awaitable[None]]
 """Called with ``(path_id, result)`` once per check and once per early verdict, in order, never
 concurrently for one path."""
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's value; older Pythons do not name it
+_TIMESPEC = struct.Struct("@qq")
+_READ_BATCH = 64
+
+
+class _Sender(Protocol):
+    def sendto(self, data: bytes, /) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _StampedSocket:
+    """The prober's connected UDP socket, read with ``recvmsg`` so each reply carries the kernel's
+    receive time, converted to the clock's monotonic seconds."""
+
+    def __init__(self, sock: socket.socket, clock: Clock, on_reply: Callable[[bytes, float], None]) -> None:
+        self._sock = sock
+        self._clock = clock
+        self._on_reply = on_reply
+        self._space = socket.CMSG_SPACE(_TIMESPEC.size)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._readable)
+
+    def sendto(self, data: bytes, /) -> None:
+        try:
+            self._sock.send(data)
+        except OSError as error:  # an earlier ICMP error, or no route while the tunnel is set up
+            log.debug("probe not sent", error=str(error))
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+
+    def _readable(self) -> None:
+        for _ in range(_READ_BATCH):
+            try:
+                data, ancillary, _flags, _addr = self._sock.recvmsg(wire.PROBE_SIZE * 2, self._space)
+            except BlockingIOError:
+                return
+            except OSError as error:  # ICMP port unreachable while the far end is down
+                log.debug("prober socket error", error=str(error))
+                continue
+            self._on_reply(data, self._arrival(ancillary))
+
+    def _arrival(self, ancillary: list[tuple[int, int, bytes]]) -> float:
+        now = self._clock.monotonic()
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                seconds, nanos = cast(tuple[int, int], _TIMESPEC.unpack_from(value))
+                age = time.time() - (seconds + nanos / 1e9)
+                return now - min(max(age, 0.0), 10.0)  # a wall clock step must not invent an RTT
+        return now
 
 
 class PathProber(asyncio.DatagramProtocol):
@@ -94,7 +150,7 @@ class PathProber(asyncio.DatagramProtocol):
         self._on_check = on_check
         self._hash = wire.path_hash(path_id)
         self._results: asyncio.Queue[CheckResult] = asyncio.Queue()
-        self._transport: asyncio.DatagramTransport | None = None
+        self._transport: _Sender | None = None
         self._scheduler: asyncio.Task[None] | None = None
         self._deliverer: asyncio.Task[None] | None = None
 
@@ -128,7 +184,6 @@ class PathProber(asyncio.DatagramProtocol):
         self._scheduler = asyncio.create_task(self._schedule(), name=f"prober-{self.path_id}")
 
     async def _open(self) -> None:
-        loop = asyncio.get_running_loop()
         # The socket is made here, not by asyncio, so that the mark is set before connect() routes it.
         sock = socket.socket(socket.AF_INET6 if ":" in self.target[0] else socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -138,10 +193,10 @@ class PathProber(asyncio.DatagramProtocol):
                 sock.bind((self.source_host, 0))
             sock.setblocking(False)
             sock.connect(self.target)
+            self._transport = _StampedSocket(sock, self._clock, self._reply)
         except OSError:
             sock.close()
             raise
-        await loop.create_datagram_endpoint(lambda: self, sock=sock)
 
     async def stop(self) -> None:
         """Stop probing and delivering (no further ``on_check``), close the socket."""
@@ -170,7 +225,10 @@ class PathProber(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        now = self._clock.monotonic()
+        self._reply(data, self._clock.monotonic())
+
+    def _reply(self, data: bytes, now: float) -> None:
+        """A datagram that arrived at ``now`` (the clock's seconds)."""
         try:
             probe = wire.decode(data)
         except ValueError:
@@ -206,6 +264,7 @@ class PathProber(asyncio.DatagramProtocol):
                 path=self.path_id,
                 silence_ms=round(verdict.silence * 1000, 1),
                 rto_ms=round(verdict.rto * 1000, 1),
+                guard_ms=round(verdict.guard * 1000, 1),
                 unanswered=verdict.unanswered,
             )
         for result in out.results:

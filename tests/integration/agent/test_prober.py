@@ -184,10 +184,12 @@ async def test_added_delay_is_measured_to_within_two_milliseconds(responder: Pro
     checks = [result for _, result in recorder.results[:20]]
     assert all(c.loss_pct == 0 for c in checks)
     latency = statistics.mean(c.latency_ms or 0 for c in checks)
-    assert latency == pytest.approx(40, abs=2)  # 20 ms +- 5 ms each way
-    # Against what the relay really did: within a millisecond (loopback, and the event loops' wake-ups,
-    # which on a busy 2-core machine once added 0.5 ms).
+    # 20 ms +- 5 ms each way was asked of the relay; it holds a little longer on a busy machine (its own
+    # loop wakes late: up to 45 ms seen), so the measurement is judged against what it really did:
+    # within a millisecond. Replies carry the kernel's receive time, so the prober's own event loop
+    # (shared with the relay here) adds nothing.
     truth_ms = 2000 * statistics.mean(relay.held)
+    assert truth_ms >= 39.0
     assert latency == pytest.approx(truth_ms, abs=1.0)
     jitter = statistics.mean(c.jitter_ms or 0 for c in checks)
     assert 2 < jitter < 8  # E|X - Y| for two RTTs of ~4 ms spread

@@ -41,11 +41,13 @@ def uniform_rtt(base: float, delay: float = 0.0, jitter: float = 0.0) -> Rtt:
 
 @dataclass
 class Link:
-    """What the path does: random loss on requests, a round trip per probe, and cuts (start, end)."""
+    """What the path does: random loss on requests, a round trip per probe, cuts (start, end), and
+    stalls (start, end): a busy host holding every reply due in a stall until its end."""
 
     rtt: Rtt = field(default_factory=lambda: uniform_rtt(0.001))
     loss: float = 0.0
     cuts: list[tuple[float, float]] = field(default_factory=list)
+    stalls: list[tuple[float, float]] = field(default_factory=list)
 
     def cut_at(self, when: float) -> bool:
         return any(start <= when < end for start, end in self.cuts)
@@ -56,7 +58,11 @@ class Link:
         rtt = self.rtt(rng, sent_at)
         if lost or self.cut_at(sent_at) or self.cut_at(sent_at + rtt / 2):
             return None
-        return sent_at + rtt
+        arrival = sent_at + rtt
+        for start, end in self.stalls:
+            if start <= arrival < end:
+                return end + rtt / 2
+        return arrival
 
 
 @dataclass

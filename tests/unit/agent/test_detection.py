@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from patronus.agent.detection import INITIAL_RTO, Detection, RttEstimator
+from patronus.agent.detection import INITIAL_RTO, Detection, RttEstimator, StallGuard
 
 
 def test_rto_before_any_sample_is_the_initial_one() -> None:
@@ -47,6 +47,20 @@ def test_the_formulas() -> None:
     assert detection.silence(0.025) == pytest.approx(0.070)
     assert detection.bound(0.2 / 3, 0.025) == pytest.approx(0.2 / 3 + 0.070)
     assert detection.false_down_probability(0.05) == pytest.approx(0.05**7)
+
+
+def test_the_guard_learns_a_stall_decays_and_is_capped() -> None:
+    guard = StallGuard(Detection(guard_margin=1.25, guard_half_life=60.0, max_guard=2.0))
+    assert guard.value(0.0) == 0.0
+    guard.late_reply(0.2, now=10.0)
+    assert guard.value(10.0) == pytest.approx(0.25)
+    assert guard.value(70.0) == pytest.approx(0.125)  # one half-life later
+    guard.late_reply(0.05, now=70.0)  # a smaller stall does not lower it
+    assert guard.value(70.0) == pytest.approx(0.125)
+    guard.late_reply(5.0, now=70.0)
+    assert guard.value(70.0) == 2.0
+    assert Detection().silence(0.025, guard=0.5) == 0.5
+    assert Detection().bound(0.1, 0.025, guard=0.5) == pytest.approx(0.6)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from patronus.agent.failover import Decision, FailoverPolicy, FailoverState, healthiest
+from patronus.agent.failover import DEGRADED_CHECKS, Decision, FailoverPolicy, FailoverState, healthiest
 from patronus.agent.probe_stats import CheckResult, PathState
 from patronus.api.agentconfig import PolicyConfig
 
@@ -25,8 +25,12 @@ def check(health: float, *, down: bool = False) -> CheckResult:
 GOOD, BAD, DOWN = check(95), check(50), check(0, down=True)
 
 
-def state(cooldown: float = 10.0, *, backup: str | None = "lte") -> FailoverState:
-    return FailoverState(FailoverPolicy("video", "fiber", backup, THRESHOLD, cooldown))
+def state(cooldown: float = 10.0, *, backup: str | None = "lte", degraded_checks: int = 1) -> FailoverState:
+    """A policy that leaves a path on its first check below the threshold: the hysteresis tests below
+    are about the cooldown; :func:`test_a_degraded_primary_is_left_once_it_lasts` is about the rest."""
+    return FailoverState(
+        FailoverPolicy("video", "fiber", backup, THRESHOLD, cooldown), degraded_checks=degraded_checks
+    )
 
 
 def test_starts_on_primary_and_stays_while_good() -> None:
@@ -193,7 +197,7 @@ def test_healthiest() -> None:
 
 
 def test_without_primary_uses_the_healthiest_path() -> None:
-    s = FailoverState(FailoverPolicy("any", None, None, THRESHOLD, 10.0))
+    s = FailoverState(FailoverPolicy("any", None, None, THRESHOLD, 10.0), degraded_checks=1)
     assert s.path_in_use is None
     assert s.observe("b", DOWN, 0.0) is None
     decision = s.observe("c", check(80), 0.0)
@@ -208,6 +212,39 @@ def test_without_primary_uses_the_healthiest_path() -> None:
     assert decision is not None
     assert (decision.path, decision.reason) == ("c", "current-below-threshold")
     assert s.failover_count == 2
+
+
+def test_a_degraded_primary_is_left_once_it_lasts() -> None:
+    """Down moves at once; below the threshold moves after three checks in a row (one check's health
+    dips with one held-up probe); a good check in between starts the count again."""
+    s = state(degraded_checks=3)
+    assert DEGRADED_CHECKS == 3
+    assert FailoverState(FailoverPolicy("v", "fiber", "lte", THRESHOLD, 1.0)).degraded_checks == 3
+    s.observe("lte", GOOD, 0.0)
+    assert s.observe("fiber", BAD, 1.0) is None
+    assert s.observe("fiber", BAD, 2.0) is None
+    assert s.observe("fiber", GOOD, 3.0) is None
+    assert s.observe("fiber", BAD, 4.0) is None
+    assert s.observe("fiber", BAD, 5.0) is None
+    decision = s.observe("fiber", BAD, 6.0)
+    assert decision == Decision("video", "fiber", "lte", "primary-below-threshold", 6.0)
+    s2 = state(degraded_checks=3)
+    s2.observe("lte", GOOD, 0.0)
+    assert s2.observe("fiber", DOWN, 1.0) == Decision("video", "fiber", "lte", "primary-down", 1.0)
+
+
+def test_a_degraded_backup_is_left_for_a_clearly_better_primary_once_it_lasts() -> None:
+    s = state(cooldown=60.0, degraded_checks=2)
+    s.observe("lte", GOOD, 0.0)
+    s.observe("fiber", DOWN, 0.0)
+    s.observe("fiber", check(65), 1.0)
+    assert s.observe("lte", check(40), 2.0) is None  # one dip of the backup
+    assert s.observe("lte", check(40), 3.0) == Decision("video", "lte", "fiber", "backup-worse", 3.0)
+
+
+def test_degraded_checks_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="degraded_checks"):
+        state(degraded_checks=0)
 
 
 def test_unknown_paths_are_not_measured_yet() -> None:

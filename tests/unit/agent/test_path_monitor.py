@@ -108,6 +108,23 @@ def test_a_round_trip_that_jumps_less_than_the_silence_is_late_not_down() -> Non
     assert m.rto > 0.05
 
 
+def test_a_stalling_host_teaches_the_guard_and_stops_flapping() -> None:
+    """A 150 ms stall (every reply held) every 10 s on a 1 ms path: the first is taken for an outage
+    (the detector needs 70 ms), and its late replies show it was delay; the guard then asks 1.25 x that
+    silence of the next verdicts, so the stalls that follow are ridden out, while a real cut is still
+    declared, later by the guard's margin."""
+    stalls = [(10.0 * k + 5, 10.0 * k + 5.15) for k in range(6)]
+    m = monitor()
+    run = simulate(m, Link(rtt=LAB_RTT, stalls=stalls, cuts=[(63.0, 99.0)]), 65.0, random.Random(12))
+    downs = run.downs()
+    assert len(downs) == 2, downs
+    assert 5.0 < downs[0] < 5.15  # the first stall fooled it once
+    guard = next(v.guard for v in run.verdicts if v.state == "down" and v.at > 60)
+    assert 0.15 * 1.25 < guard <= 0.3  # each stall's late replies renew it (the silence is ~0.2 s)
+    # The silence counts from the last reply, up to one spacing before the cut.
+    assert 63.0 - 0.2 / 3 + guard <= downs[1] <= 63.0 + Detection().bound(0.2 / 3, m.rto, guard) + 0.001
+
+
 def test_the_outage_is_a_state_not_loss() -> None:
     """A 7 s cut at 1 s probes: down at once, and the first reply after it ends the outage with the loss
     the path had before (none), not 21 lost probes of the window."""
