@@ -26,10 +26,13 @@ missed probe went out. Any reply (to any probe, even a late one) cancels the tra
 **Stall guard.** A busy host (or peer) can hold every packet for hundreds of milliseconds: a silence
 that is delay, not loss, and that the smoothed RTO forgets within a few replies. Its signature is a
 reply that comes after its own deadline while the path was suspected (a train running, or declared
-down). Like TCP's response to a spurious timeout (Eifel, RFC 4015), the path then remembers: the next
-verdict needs at least ``guard_margin`` times that silence, a requirement that halves every
-``guard_half_life`` seconds and is never more than ``max_guard`` (:class:`StallGuard`). A quiet host
-keeps the fast detector; a stalling one slows its own verdicts instead of flapping.
+down). Like TCP's response to a spurious timeout (Eifel, RFC 4015), the prober then remembers: the next
+verdict needs at least ``guard_margin`` (1.5) times that silence, a requirement that halves every
+``guard_half_life`` (5 minutes: a busy host's stalls come in episodes) and is never more than
+``max_guard`` (2 s) (:class:`StallGuard`). Stalls belong to the host (ours, or the peer's), not to one
+path, so an agent shares one guard among its probers: what one path learnt protects the others, and
+survives a prober restarted for a new interval. A quiet host keeps the fast detector; a stalling one
+slows its own verdicts instead of flapping.
 """
 
 from __future__ import annotations
@@ -52,8 +55,8 @@ class Detection:
     """Probes sent after a miss; all of them and the missed one unanswered: down."""
     gap: float = 0.004
     """Seconds between two confirmation probes: the train spans ``(confirmations - 1) * gap``."""
-    guard_margin: float = 1.25
-    guard_half_life: float = 60.0
+    guard_margin: float = 1.5
+    guard_half_life: float = 300.0
     max_guard: float = 2.0
 
     def __post_init__(self) -> None:

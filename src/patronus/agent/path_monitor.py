@@ -132,7 +132,9 @@ class PathMonitor:
         window: int = LOSS_WINDOW_PROBES,
         grace: float = START_GRACE_SECONDS,
         degraded_below: float = DEFAULT_DEGRADED_BELOW,
+        guard: StallGuard | None = None,
     ) -> None:
+        """``guard``: a stall guard shared with the host's other paths (default: this path's own)."""
         if interval <= 0:
             raise ValueError("interval must be positive")
         if probes_per_check < 1:
@@ -148,7 +150,7 @@ class PathMonitor:
         self.degraded_below = degraded_below
         self.window = LossWindow(window)
         self.rtt = RttEstimator(self.detection)
-        self.guard = StallGuard(self.detection)
+        self.guard = guard or StallGuard(self.detection)
         self.ignored_replies = 0
         self.confirmations_sent = 0
         self.checks = 0

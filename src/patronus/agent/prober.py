@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from patronus.agent import probe_protocol as wire
-from patronus.agent.detection import Detection
+from patronus.agent.detection import Detection, StallGuard
 from patronus.agent.path_monitor import START_GRACE_SECONDS, Output, PathMonitor
 from patronus.agent.probe_stats import DEFAULT_DEGRADED_BELOW, LOSS_WINDOW_PROBES, CheckResult
 from patronus.agent.responder import ProbeResponder
@@ -122,11 +122,15 @@ class PathProber(asyncio.DatagramProtocol):
         mark: int | None = None,
         detection: Detection | None = None,
         grace: float = START_GRACE_SECONDS,
+        guard: StallGuard | None = None,
     ) -> None:
         """``mark`` sets SO_MARK on the probe socket so policy routing sends the probes down this path's
         underlay (several paths to one site share the destination address and differ only by tunnel).
         ``timeout`` is the least time a probe has to come back before it is lost (default
-        ``min(interval, 1 s)``); ``detection`` and ``grace``: see :mod:`patronus.agent.path_monitor`."""
+        ``min(interval, 1 s)``); ``detection`` and ``grace``: see :mod:`patronus.agent.path_monitor`;
+        ``guard``: the agent's :class:`~patronus.agent.detection.StallGuard`, shared by all its probers
+        (a stall is the host's, and what one path learnt must outlive a prober restarted for a new
+        interval); without one, this prober keeps its own."""
         self._clock: Clock = clock or SystemClock()
         # Validates the numbers now, not at start(); start() makes a fresh one on the clock's time.
         self._settings: dict[str, Any] = {
@@ -137,6 +141,7 @@ class PathProber(asyncio.DatagramProtocol):
             "window": loss_window,
             "grace": grace,
             "degraded_below": degraded_below,
+            "guard": guard or StallGuard(detection or Detection()),
         }
         self.monitor = PathMonitor(start=self._clock.monotonic(), **self._settings)
         self.path_id = path_id

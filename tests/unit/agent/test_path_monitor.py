@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from patronus.agent.detection import Detection
+from patronus.agent.detection import Detection, StallGuard
 from patronus.agent.path_monitor import START_GRACE_SECONDS, PathMonitor
 from tests.unit.agent.simlink import Link, simulate, uniform_rtt
 
@@ -120,9 +120,20 @@ def test_a_stalling_host_teaches_the_guard_and_stops_flapping() -> None:
     assert len(downs) == 2, downs
     assert 5.0 < downs[0] < 5.15  # the first stall fooled it once
     guard = next(v.guard for v in run.verdicts if v.state == "down" and v.at > 60)
-    assert 0.15 * 1.25 < guard <= 0.3  # each stall's late replies renew it (the silence is ~0.2 s)
+    assert 0.15 * 1.5 < guard <= 0.35  # each stall's late replies renew it (the silence is ~0.2 s)
     # The silence counts from the last reply, up to one spacing before the cut.
     assert 63.0 - 0.2 / 3 + guard <= downs[1] <= 63.0 + Detection().bound(0.2 / 3, m.rto, guard) + 0.001
+
+
+def test_a_shared_guard_protects_every_path_of_the_host() -> None:
+    """What one path learnt from a stall holds for another path (and for a prober started afresh)."""
+    guard = StallGuard()
+    first = monitor(guard=guard)
+    simulate(first, Link(rtt=LAB_RTT, stalls=[(5.0, 5.3)]), 8.0, random.Random(13))
+    assert guard.value(8.0) > 0.3
+    second = PathMonitor(interval=0.2, probes_per_check=3, start=8.0, guard=guard)
+    run = simulate(second, Link(rtt=LAB_RTT, stalls=[(12.0, 12.3)]), 15.0, random.Random(14))
+    assert run.downs() == []
 
 
 def test_the_outage_is_a_state_not_loss() -> None:
