@@ -31,8 +31,11 @@ verdict needs at least ``guard_margin`` (1.5) times that silence, a requirement 
 ``guard_half_life`` (5 minutes: a busy host's stalls come in episodes) and is never more than
 ``max_guard`` (2 s) (:class:`StallGuard`). Stalls belong to the host (ours, or the peer's), not to one
 path, so an agent shares one guard among its probers: what one path learnt protects the others, and
-survives a prober restarted for a new interval. A quiet host keeps the fast detector; a stalling one
-slows its own verdicts instead of flapping.
+survives a prober restarted for a new interval. The prober's own lateness is evidence too: a verdict
+whose deadline fires more than ``late_tolerance`` late is being taken on a stalled host (where the
+peer's replies, held up with everything else, may be just behind), so it teaches the guard that silence
+and waits it out instead of acting. A quiet host keeps the fast detector; a stalling one slows its own
+verdicts instead of flapping.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ class Detection:
     guard_margin: float = 1.5
     guard_half_life: float = 300.0
     max_guard: float = 2.0
+    late_tolerance: float = 0.020
+    """How late the prober's own verdict deadline may fire before the verdict counts as taken on a
+    stalled host (an idle event loop wakes within a couple of milliseconds)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rto <= self.max_rto:

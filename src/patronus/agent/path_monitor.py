@@ -262,6 +262,12 @@ class PathMonitor:
             if not train.left:
                 train.verdict_at = max(train.last_deadline, train.since + self.guard.value(now))
         if not train.left and now >= train.verdict_at:
+            if now - train.verdict_at > self.detection.late_tolerance:
+                # Our own deadline fired late: the host stalled, and the replies may be just behind.
+                self.guard.late_reply(now - train.since, now)
+                train.verdict_at = train.since + self.guard.value(now)
+                if now < train.verdict_at:
+                    return
             self._declare_down(now, out)
 
     def _declare_down(self, now: float, out: Output) -> None:

@@ -125,6 +125,30 @@ def test_a_stalling_host_teaches_the_guard_and_stops_flapping() -> None:
     assert 63.0 - 0.2 / 3 + guard <= downs[1] <= 63.0 + Detection().bound(0.2 / 3, m.rto, guard) + 0.001
 
 
+def test_a_verdict_taken_late_waits_out_the_stall_it_reveals() -> None:
+    """The prober itself woke 50 ms after its verdict was due (a starved host): it does not act on
+    that silence, it learns it; a reply then shows the path was alive all along."""
+    m = monitor()
+    now = 0.0
+    while now < 1.0:  # answered, 1 ms round trips
+        out = m.advance(now)
+        for send in out.sends:
+            m.reply(send.seq, send.stamp, now + 0.001)
+        now = m.next_deadline()
+    pending = [s for s in m.advance(now).sends]  # sent, never answered yet
+    now = m.next_deadline()
+    while m.confirmations_sent < Detection().confirmations:  # through the miss and the whole train
+        pending += m.advance(now).sends
+        now = m.next_deadline()
+    out = m.advance(now + 0.05)  # the verdict's deadline, seen 50 ms late
+    assert out.verdicts == []
+    assert m.guard.value(now + 0.05) > Detection().silence(m.rto) + 0.05
+    late = pending[-1]
+    assert m.reply(late.seq, late.stamp, now + 0.06) is not None
+    assert m.state(now + 0.06) == "answering"
+    assert [v.state for v in m.advance(now + 0.07).verdicts] == []
+
+
 def test_a_shared_guard_protects_every_path_of_the_host() -> None:
     """What one path learnt from a stall holds for another path (and for a prober started afresh)."""
     guard = StallGuard()
