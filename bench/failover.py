@@ -332,7 +332,7 @@ class Entry:
     """One agent log line the benchmark reads: a switch of voice or a path's verdict."""
 
     wall: float
-    event: str  # "switch", "path down", "path answers again"
+    event: str  # "switch", "path down", "path answers again", "path stall learnt"
     path: str
     reason: str = ""
     rto_s: float = 0.0
@@ -347,7 +347,8 @@ class AgentLog:
     (after an Event is created), so right after a trial it can still name the old path.
     """
 
-    EVENTS = (b'"policy switched path"', b'"path down"', b'"path answers again"')
+    EVENTS = (b'"policy switched path"', b'"path down"', b'"path answers again"', b'"path stall learnt"')
+    VERDICTS = ("path down", "path answers again", "path stall learnt")
 
     def __init__(self, log: Path) -> None:
         self.log = log
@@ -368,7 +369,7 @@ class AgentLog:
                 when = datetime.fromisoformat(entry["timestamp"]).timestamp()
                 if entry["event"] == "policy switched path" and entry.get("policy") == "voice":
                     self.entries.append(Entry(when, "switch", str(entry["path"]), str(entry.get("reason"))))
-                elif entry["event"] in ("path down", "path answers again"):
+                elif entry["event"] in self.VERDICTS:
                     rto, silence = float(entry["rto_ms"]) / 1000, float(entry["silence_ms"]) / 1000
                     guard = float(entry.get("guard_ms") or 0) / 1000
                     self.entries.append(
@@ -826,6 +827,7 @@ def soak(lab: Lab, api: Api, args: argparse.Namespace, agent: AgentLog) -> None:
         set_impairment(lab.the_plan, "a/fiber", Impairment())
     moves = agent.since(started)
     downs = agent.since(started, "path down", fiber)
+    stalls = agent.since(started, "path stall learnt")
     scores = [h for h, _, _ in readings]
     losses = [loss for _, loss, _ in readings[len(readings) // 5 :]]  # once the window has filled a bit
     say(
@@ -834,6 +836,11 @@ def soak(lab: Lab, api: Api, args: argparse.Namespace, agent: AgentLog) -> None:
         f"reported loss median {statistics.median(losses):.2f} % (window of 1000 probes); "
         f"states seen {sorted({state for _, _, state in readings if state})}"
     )
+    if stalls:
+        say(
+            f"  this host stalled: the stall guard was raised {len(stalls)} times (largest "
+            f"{fmt_s(max(e.guard_s for e in stalls))}), so those verdicts waited longer"
+        )
     say(f"  {'PASS' if not moves else 'FAIL'}: a threshold-{VOICE_THRESHOLD:g} policy must not move")
 
 

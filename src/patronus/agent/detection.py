@@ -28,8 +28,9 @@ that is delay, not loss, and that the smoothed RTO forgets within a few replies.
 reply that comes after its own deadline while the path was suspected (a train running, or declared
 down). Like TCP's response to a spurious timeout (Eifel, RFC 4015), the prober then remembers: the next
 verdict needs at least ``guard_margin`` (1.5) times that silence, a requirement that halves every
-``guard_half_life`` (5 minutes: a busy host's stalls come in episodes) and is never more than
-``max_guard`` (2 s) (:class:`StallGuard`). Stalls belong to the host (ours, or the peer's), not to one
+``guard_half_life`` (a minute: long enough to span a busy episode, short enough that one stall at
+start-up does not slow the detector for long) and is never more than ``max_guard`` (2 s)
+(:class:`StallGuard`). Stalls belong to the host (ours, or the peer's), not to one
 path, so an agent shares one guard among its probers: what one path learnt protects the others, and
 survives a prober restarted for a new interval. The prober's own lateness is evidence too: a verdict
 whose deadline fires more than ``late_tolerance`` late is being taken on a stalled host (where the
@@ -59,7 +60,7 @@ class Detection:
     gap: float = 0.004
     """Seconds between two confirmation probes: the train spans ``(confirmations - 1) * gap``."""
     guard_margin: float = 1.5
-    guard_half_life: float = 300.0
+    guard_half_life: float = 60.0
     max_guard: float = 2.0
     late_tolerance: float = 0.020
     """How late the prober's own verdict deadline may fire before the verdict counts as taken on a
@@ -139,8 +140,11 @@ class StallGuard:
             return 0.0
         return self._value * math.pow(0.5, max(now - self._at, 0.0) / self.detection.guard_half_life)
 
-    def late_reply(self, silence: float, now: float) -> None:
+    def late_reply(self, silence: float, now: float) -> bool:
         """A reply after its deadline ended ``silence`` seconds without replies while the path was
-        suspected: that much silence was delay."""
+        suspected (or the prober's own deadline fired that late): that much silence was delay. True when
+        that raised the guard."""
         wanted = min(silence * self.detection.guard_margin, self.detection.max_guard)
-        self._value, self._at = max(self.value(now), wanted), now
+        current = self.value(now)
+        self._value, self._at = max(current, wanted), now
+        return wanted > current

@@ -101,7 +101,7 @@ class Send:
 class Verdict:
     """A change between down and answering, for the log: when, after how much silence, with which RTO."""
 
-    state: Literal["down", "answering"]
+    state: Literal["down", "answering", "stalled"]
     at: float
     silence: float
     rto: float
@@ -218,7 +218,7 @@ class PathMonitor:
         silence = now - self._last_reply_at if self._last_reply_at is not None else now - self._start
         suspected = self._train is not None or self._down
         if suspected and self._answered and rtt > probe.miss_at - probe.sent_at:
-            self.guard.late_reply(silence, now)  # that silence was delay, not loss
+            self._stalled(silence, now, out)  # that silence was delay, not loss
         self._ledger.reply(now, regular=probe.check is not None)
         self._train = None
         self._answered = True
@@ -264,11 +264,15 @@ class PathMonitor:
         if not train.left and now >= train.verdict_at:
             if now - train.verdict_at > self.detection.late_tolerance:
                 # Our own deadline fired late: the host stalled, and the replies may be just behind.
-                self.guard.late_reply(now - train.since, now)
+                self._stalled(now - train.since, now, out)
                 train.verdict_at = train.since + self.guard.value(now)
                 if now < train.verdict_at:
                     return
             self._declare_down(now, out)
+
+    def _stalled(self, silence: float, now: float, out: Output) -> None:
+        if self.guard.late_reply(silence, now):
+            out.verdicts.append(Verdict("stalled", now, silence, self.rto, 0, self.guard.value(now)))
 
     def _declare_down(self, now: float, out: Output) -> None:
         self._train = None

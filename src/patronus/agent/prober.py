@@ -264,8 +264,9 @@ class PathProber(asyncio.DatagramProtocol):
             if self._transport is not None:
                 self._transport.sendto(wire.encode_request(self._hash, send.seq, send.stamp))
         for verdict in out.verdicts:
+            event = {"down": "path down", "answering": "path answers again", "stalled": "path stall learnt"}
             log.info(
-                "path down" if verdict.state == "down" else "path answers again",
+                event[verdict.state],
                 path=self.path_id,
                 silence_ms=round(verdict.silence * 1000, 1),
                 rto_ms=round(verdict.rto * 1000, 1),

@@ -52,10 +52,10 @@ def test_the_formulas() -> None:
 def test_the_guard_learns_a_stall_decays_and_is_capped() -> None:
     guard = StallGuard(Detection(guard_margin=1.25, guard_half_life=60.0, max_guard=2.0))
     assert guard.value(0.0) == 0.0
-    guard.late_reply(0.2, now=10.0)
+    assert guard.late_reply(0.2, now=10.0)
     assert guard.value(10.0) == pytest.approx(0.25)
     assert guard.value(70.0) == pytest.approx(0.125)  # one half-life later
-    guard.late_reply(0.05, now=70.0)  # a smaller stall does not lower it
+    assert not guard.late_reply(0.05, now=70.0)  # a smaller stall does not lower it
     assert guard.value(70.0) == pytest.approx(0.125)
     guard.late_reply(5.0, now=70.0)
     assert guard.value(70.0) == 2.0
