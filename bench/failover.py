@@ -68,7 +68,7 @@ from typing import Any
 
 from patronus.agent.detection import Detection
 from patronus.agent.probe_stats import LOSS_WINDOW_PROBES
-from patronus.kube.resource import CONFIG_MAP, PATH, POLICY
+from patronus.kube.resource import CONFIG_MAP, PATH, POLICY, SITE
 from patronus.kube.rest import RestClient
 from patronus.lab import network
 from patronus.lab.impair import Impairment, set_impairment
@@ -304,6 +304,11 @@ def set_monitoring(lab: Lab, api: Api, paths: list[str], interval_text: str, pro
 
 
 def policy_path(api: Api, policy: str) -> str | None:
+    """The path site a reports for ``policy`` (its Site's ``status.policies``), else the Policy's own."""
+    for entry in (api.get(SITE, "a").get("status") or {}).get("policies") or []:
+        if entry.get("name") == policy:
+            in_use = entry.get("pathInUse")
+            return str(in_use) if in_use else None
     status = api.get(POLICY, policy).get("status") or {}
     return (status.get("pathInUse") or {}).get("pathId")
 
