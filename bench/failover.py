@@ -929,22 +929,8 @@ def failover_runs(lab: Lab, api: Api, args: argparse.Namespace, *, checked: bool
             )
             trial = run_trial(lab, agent, interval, fiber)
             trials.append(trial)
-            verdict = "-" if trial.verdict_s is None else fmt_s(trial.verdict_s)
-            switch = "-" if trial.switch_s is None else fmt_s(trial.switch_s)
-            bound = trial.bound_s(interval / args.probes)
-            within = (
-                ""
-                if not checked
-                else ("  within" if trial.within_bound(interval / args.probes) else "  OUTSIDE")
-            )
-            say(
-                f"  trial {number:2}: outage {fmt_s(trial.outage_s):>6}  lost {trial.lost:4} of "
-                f"{trial.sent}  down +{verdict} (RTO {fmt_s(trial.rto_s)}"
-                f"{f', guard {fmt_s(trial.guard_s)}' if trial.guard_s else ''}, bound {fmt_s(bound)}) switch "
-                f"+{switch} ({trial.switch_reason}){within}; after {trial.after} arrived, wg-lte sent "
-                f"{trial.lte_tx}{f'  dup {trial.duplicates}' if trial.duplicates else ''}"
-                f"  (settled {waited:.1f}s)"
-            )
+            line = describe(trial, interval / args.probes, checked=checked)
+            say(f"  trial {number:2}: {line}  (settled {waited:.1f}s)")
             recovered = wait_until(
                 "failback to fiber", lambda: steady(api, agent, fiber, lte), FAILBACK_TIMEOUT_S
             )
@@ -952,6 +938,21 @@ def failover_runs(lab: Lab, api: Api, args: argparse.Namespace, *, checked: bool
         report_interval(text, interval, args.probes, trials, checked=checked)
         medians[text] = statistics.median(t.outage_s for t in trials)
     return medians
+
+
+def describe(trial: Trial, spacing: float, *, checked: bool) -> str:
+    """One trial on a line: the outage, and (for this tree) the verdict, the switch and the bound."""
+    line = f"outage {fmt_s(trial.outage_s):>6}  lost {trial.lost:4} of {trial.sent}"
+    if checked:
+        verdict = "-" if trial.verdict_s is None else fmt_s(trial.verdict_s)
+        switch = "-" if trial.switch_s is None else fmt_s(trial.switch_s)
+        guard = f", guard {fmt_s(trial.guard_s)}" if trial.guard_s else ""
+        line += (
+            f"  down +{verdict} (RTO {fmt_s(trial.rto_s)}{guard}, bound {fmt_s(trial.bound_s(spacing))}) "
+            f"switch +{switch}  {'within' if trial.within_bound(spacing) else 'OUTSIDE'}"
+        )
+    line += f"  ({trial.switch_reason}; after: {trial.after} arrived, wg-lte sent {trial.lte_tx}"
+    return line + (f", dup {trial.duplicates})" if trial.duplicates else ")")
 
 
 def explain() -> None:
