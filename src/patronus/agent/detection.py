@@ -32,11 +32,12 @@ verdict needs at least ``guard_margin`` (1.5) times that silence, a requirement 
 start-up does not slow the detector for long) and is never more than ``max_guard`` (2 s)
 (:class:`StallGuard`). Stalls belong to the host (ours, or the peer's), not to one
 path, so an agent shares one guard among its probers: what one path learnt protects the others, and
-survives a prober restarted for a new interval. The prober's own lateness is evidence too: a verdict
-whose deadline fires more than ``late_tolerance`` late is being taken on a stalled host (where the
-peer's replies, held up with everything else, may be just behind), so it teaches the guard that silence
-and waits it out instead of acting. A quiet host keeps the fast detector; a stalling one slows its own
-verdicts instead of flapping.
+survives a prober restarted for a new interval. A verdict whose own deadline fires more than
+``late_tolerance`` late is being taken by a process that was held up, where the replies may be held up
+too: it waits that long again (at least an RTO) once, and a late reply in that time teaches the guard;
+the lateness alone does not (it says nothing about the path, and a real cut noticed late must not slow
+the verdicts after it). A quiet host keeps the fast detector; a stalling one slows its own verdicts
+instead of flapping.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ class Detection:
     guard_half_life: float = 60.0
     max_guard: float = 2.0
     late_tolerance: float = 0.020
-    """How late the prober's own verdict deadline may fire before the verdict counts as taken on a
-    stalled host (an idle event loop wakes within a couple of milliseconds)."""
+    """How late the prober's own verdict deadline may fire before the verdict waits once more for
+    replies a stalled host may be holding (an idle event loop wakes within a couple of milliseconds)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rto <= self.max_rto:

@@ -86,6 +86,7 @@ class _Train:
     last_deadline: float
     since: float
     verdict_at: float = float("inf")
+    postponed: bool = False
 
 
 @dataclass(frozen=True)
@@ -262,12 +263,14 @@ class PathMonitor:
             if not train.left:
                 train.verdict_at = max(train.last_deadline, train.since + self.guard.value(now))
         if not train.left and now >= train.verdict_at:
-            if now - train.verdict_at > self.detection.late_tolerance:
-                # Our own deadline fired late: the host stalled, and the replies may be just behind.
-                self._stalled(now - train.since, now, out)
-                train.verdict_at = train.since + self.guard.value(now)
-                if now < train.verdict_at:
-                    return
+            late = now - train.verdict_at
+            if late > self.detection.late_tolerance and not train.postponed:
+                # Our own deadline fired late: this process was held up, and on a starved host so may
+                # the replies be. Give them that long again before judging; a late reply then teaches
+                # the guard (it is the path's evidence), our own lateness alone does not.
+                train.postponed = True
+                train.verdict_at = now + max(self.rto, late)
+                return
             self._declare_down(now, out)
 
     def _stalled(self, silence: float, now: float, out: Output) -> None:

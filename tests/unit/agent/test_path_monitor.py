@@ -10,7 +10,7 @@ import random
 import pytest
 
 from patronus.agent.detection import Detection, StallGuard
-from patronus.agent.path_monitor import START_GRACE_SECONDS, PathMonitor
+from patronus.agent.path_monitor import START_GRACE_SECONDS, PathMonitor, Send
 from tests.unit.agent.simlink import Link, simulate, uniform_rtt
 
 LAB_RTT = uniform_rtt(0.001)
@@ -125,28 +125,46 @@ def test_a_stalling_host_teaches_the_guard_and_stops_flapping() -> None:
     assert 63.0 - 0.2 / 3 + guard <= downs[1] <= 63.0 + Detection().bound(0.2 / 3, m.rto, guard) + 0.001
 
 
-def test_a_verdict_taken_late_waits_out_the_stall_it_reveals() -> None:
-    """The prober itself woke 50 ms after its verdict was due (a starved host): it does not act on
-    that silence, it learns it; a reply then shows the path was alive all along."""
-    m = monitor()
+def _suspected(m: PathMonitor) -> tuple[float, list[Send]]:
+    """Answered for a second (1 ms round trips), then silent through a miss and its whole train:
+    (when the verdict is due, the probes still unanswered)."""
     now = 0.0
-    while now < 1.0:  # answered, 1 ms round trips
+    while now < 1.0:
         out = m.advance(now)
         for send in out.sends:
             m.reply(send.seq, send.stamp, now + 0.001)
         now = m.next_deadline()
-    pending = [s for s in m.advance(now).sends]  # sent, never answered yet
-    now = m.next_deadline()
-    while m.confirmations_sent < Detection().confirmations:  # through the miss and the whole train
+    pending: list[Send] = []
+    while m.confirmations_sent < Detection().confirmations:
         pending += m.advance(now).sends
         now = m.next_deadline()
-    out = m.advance(now + 0.05)  # the verdict's deadline, seen 50 ms late
-    assert [v.state for v in out.verdicts] == ["stalled"]  # learnt (and logged), not acted on
-    assert m.guard.value(now + 0.05) > Detection().silence(m.rto) + 0.05
+    return now, pending
+
+
+def test_a_verdict_taken_late_waits_once_for_the_replies_a_stall_holds() -> None:
+    """The prober itself woke 50 ms after its verdict was due (a starved host): it waits that long
+    again rather than judge; a late reply in that time shows the path was alive, and teaches the guard."""
+    m = monitor()
+    due, pending = _suspected(m)
+    out = m.advance(due + 0.05)
+    assert out.verdicts == []
+    assert m.guard.value(due + 0.05) == 0  # our own lateness says nothing about the path
     late = pending[-1]
-    assert m.reply(late.seq, late.stamp, now + 0.06) is not None
-    assert m.state(now + 0.06) == "answering"
-    assert [v.state for v in m.advance(now + 0.07).verdicts] == []
+    out = m.reply(late.seq, late.stamp, due + 0.06)
+    assert out is not None
+    assert [v.state for v in out.verdicts] == ["stalled"]
+    assert m.guard.value(due + 0.06) > Detection().silence(m.rto)
+    assert m.state(due + 0.06) == "answering"
+
+
+def test_a_cut_noticed_late_is_still_declared_and_teaches_nothing() -> None:
+    m = monitor()
+    due, _ = _suspected(m)
+    assert m.advance(due + 0.05).verdicts == []  # waits max(RTO, lateness) = 50 ms once
+    assert m.advance(due + 0.09).verdicts == []
+    out = m.advance(due + 0.15)  # late again: judged this time
+    assert [v.state for v in out.verdicts] == ["down"]
+    assert m.guard.value(due + 0.15) == 0
 
 
 def test_a_shared_guard_protects_every_path_of_the_host() -> None:
