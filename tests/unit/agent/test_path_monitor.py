@@ -137,8 +137,8 @@ def _suspected(m: PathMonitor) -> tuple[float, list[Send]]:
     pending: list[Send] = []
     while m.confirmations_sent < Detection().confirmations:
         pending += m.advance(now).sends
-        now = m.next_deadline()
-    return now, pending
+        last_sent, now = now, m.next_deadline()
+    return last_sent + m.rto, pending  # the last confirmation's own deadline
 
 
 def test_a_verdict_taken_late_waits_once_for_the_replies_a_stall_holds() -> None:
