@@ -4,7 +4,7 @@ Its parts, each a module of its own:
 
 - :mod:`~patronus.agent.configsource` watches the ConfigMap it is told about and validates each text;
 - :mod:`~patronus.agent.sitewatch` watches its Site, whose deletion ends the agent;
-- :mod:`~patronus.agent.core` applies configurations and acts on every path check (measure, steer,
+- :mod:`~patronus.agent.core` applies configurations and acts on every path check (steer,
   switch), with :mod:`~patronus.agent.applier` for the kernel;
 - :mod:`~patronus.agent.report_queue` and :mod:`~patronus.agent.reporting` write status, never in the
   data plane's way; Events go through the runtime's recorder;

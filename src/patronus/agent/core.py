@@ -1,7 +1,8 @@
 """The agent's data-plane loop: apply each accepted configuration, act on every check, sample counters.
 
-Nothing here waits for the API server once the private key is known: a check is measured
-(:mod:`~patronus.agent.measure`), decided on (:mod:`~patronus.agent.steering`), made true in the kernel
+Nothing here waits for the API server once the private key is known: a check (measured over its loss
+window by :mod:`~patronus.agent.path_monitor`), is decided on (:mod:`~patronus.agent.steering`), made true
+in the kernel
 (:mod:`~patronus.agent.applier`, :mod:`~patronus.agent.switcher`), and only then *queued* for reporting.
 
 Applying: the newest accepted configuration is applied at once, again after a failure with backoff
@@ -25,7 +26,6 @@ from patronus.agent.applier import CounterSample, DataPlane
 from patronus.agent.configsource import Accepted, Refused
 from patronus.agent.dataplane.commands import CommandError
 from patronus.agent.desired import NotReady, plan_dataplane
-from patronus.agent.measure import Measurements
 from patronus.agent.metrics import AgentMetrics, PathView, PeerView, PolicyView, Snapshot
 from patronus.agent.probe_stats import CheckResult
 from patronus.agent.probing import ProbeSet
@@ -86,7 +86,6 @@ class AgentCore:
         self.events = events
         self._site_reference = site_reference
         self.metrics = AgentMetrics(identity.site, __version__, self.snapshot)
-        self.measurements = Measurements()
         self.steering = Steering()
         self.switcher = PolicySwitcher(
             dataplane, self.steering, clock, on_switched=self._switched, on_failed=self._switch_failed
@@ -171,7 +170,6 @@ class AgentCore:
             log.warning("could not apply the configuration; retrying", error=self.apply_error)
             return False
         self._paths = {path.name: path for path in target.config.paths}
-        self.measurements.retain(plan.probers)
         self.metrics.retain_paths(set(plan.probers))
         self.metrics.retain_policies({policy.name for policy in plan.policies})
         self.latest = {name: result for name, result in self.latest.items() if name in plan.probers}
@@ -196,14 +194,15 @@ class AgentCore:
 
     # -- checks ------------------------------------------------------------------------------------
 
-    async def on_check(self, path: str, raw: CheckResult) -> None:
-        """One check of ``path``: measure, decide, change the kernel, then queue the report."""
+    async def on_check(self, path: str, result: CheckResult) -> None:
+        """One check (or early verdict) of ``path``: decide, change the kernel, then queue the report. The
+        prober's result is final: loss over its window, outages left out, ``unknown`` before a first
+        answer."""
         now = self._clock.monotonic()
-        result = self.measurements.observe(path, raw, now)
         self.latest[path] = result
         config = self._paths.get(path)
         if config is not None:
-            self.metrics.observe_check(path, config.underlay, config.destination, raw)
+            self.metrics.observe_check(path, config.underlay, config.destination, result)
         # Checks of different paths end concurrently: decide and act one at a time, so each decision sees
         # what the previous one made true.
         async with self._acting:

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Mapping, Sequence
 
 from patronus.agent.desired import ProberSpec
+from patronus.agent.detection import StallGuard
 from patronus.agent.prober import OnCheck, PathProber, ProbeResponder
 from patronus.runtime.clock import Clock
 from patronus.runtime.logs import get_logger
@@ -30,6 +31,7 @@ class ProbeSet:
         self._clock = clock
         self._on_check = on_check
         self._probers: dict[str, tuple[ProberSpec, PathProber]] = {}
+        self._guard = StallGuard()  # the host's stalls, learnt and obeyed by every prober
         self._responder: ProbeResponder | None = None
         self._tunnels: tuple[str, ...] = ()
         self._source: str | None = None
@@ -66,6 +68,7 @@ class ProbeSet:
                 clock=self._clock,
                 source_host=source,
                 mark=spec.mark,
+                guard=self._guard,
             )
             await prober.start()
             self._probers[name] = (spec, prober)

@@ -11,8 +11,8 @@ confirms, so a change the kernel refused is proposed again at the next check.
   (:data:`UNMATCHED_MARGIN` points) healthier. A move is proposed until :meth:`Steering.commit_route`
   confirms it.
 - Checks of a path that has never answered (state ``unknown``) are ignored: at start nothing is known
-  yet, and acting on it would be a false alarm (:mod:`patronus.agent.measure` turns a path that stays
-  silent into ``down`` after its grace period).
+  yet, and acting on it would be a false alarm (:mod:`patronus.agent.path_monitor` turns a path that
+  stays silent into ``down`` after its grace period).
 """
 
 from __future__ import annotations
