@@ -24,7 +24,8 @@ Elsewhere, because they need their suite's fixtures:
 - failover state matches the kernel: tests/unit/agent/test_switcher.py, tests/unit/agent/test_agent.py;
 - deletion while the operator is down: tests/integration/agent/test_agent_api.py (the agent sees its
   Site deleted, tears down and exits 0);
-- no false alarms at start: tests/unit/agent/test_measure.py;
+- no false alarms at start: tests/unit/agent/test_path_monitor.py and tests/integration/lab/
+  test_lab_failover.py;
 - exposure (the probe responder answers on the tunnels only): tests/integration/agent/
   test_probe_exposure.py; the chart's bind addresses and RBAC modes: tests/integration/cluster/.
 """
