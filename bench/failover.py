@@ -581,7 +581,8 @@ def run_trial(lab: Lab, agent: AgentLog, interval: float, fiber: str) -> Trial:
     cut_wall = cut_ns / 1e9
     effective = cut_effective_ns / 1e9
     downs = agent.since(cut_wall, "path down", fiber)
-    moves = [e for e in agent.since(cut_wall) if e.path.endswith("-lte")]
+    lte = path_name(MESH_NAME, "a", "b", "lte")
+    moves = [e for e in agent.since(cut_wall) if e.path == lte]
     verdict = downs[0].wall - effective if downs else None
     switch = moves[0].wall - downs[0].wall if moves and downs else None
     rto = downs[0].rto_s if downs else 0.0
