@@ -75,7 +75,10 @@ class Controller:
         metrics: OperatorMetrics | None = None,
         clock: Clock | None = None,
         rate_limiter: RateLimiter | None = None,
+        on_update: Callable[[Object, Object], bool] | None = None,
     ) -> None:
+        """``on_update(old, new)`` filters updates of the primary kind itself, as in :meth:`watches`
+        (creations and deletions always count, and so does every resync)."""
         if workers < 1:
             raise ValueError(f"controller {name}: workers must be at least 1, not {workers}")
         self.name = name
@@ -91,9 +94,22 @@ class Controller:
         self._stopping = False
         self._workers: set[asyncio.Task[None]] = set()
         self._busy = 0  # workers inside a reconcile right now
-        primary.on_any_change(lambda obj: self.queue.add(ObjectKey.of(obj)))
+        if on_update is None:
+            primary.on_any_change(lambda obj: self.queue.add(ObjectKey.of(obj)))
+        else:
+            self._watch_primary(on_update)
 
     # -- wiring -----------------------------------------------------------------------------------
+
+    def _watch_primary(self, on_update: Callable[[Object, Object], bool]) -> None:
+        def changed(obj: Object) -> None:
+            self.queue.add(ObjectKey.of(obj))
+
+        def updated(old: Object, new: Object) -> None:
+            if on_update(old, new):
+                self.queue.add(ObjectKey.of(new))
+
+        self.primary.add_handler(changed, updated, changed)
 
     def owns(
         self, child: KindCache, *, on_update: Callable[[Object, Object], bool] | None = None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from patronus.kube.client import KubeClient
 from patronus.kube.resource import ResourceKind
+from patronus.runtime.cache import Object
 from patronus.runtime.clock import Clock, SystemClock
 from patronus.runtime.controller import Controller, Reconciler
 from patronus.runtime.events import EventRecorder
@@ -121,8 +122,18 @@ class Manager:
             )
         return self._caches[key]
 
-    def controller(self, name: str, reconciler: Reconciler, primary: ResourceKind) -> Controller:
-        """Create and register a controller for ``primary``; chain ``.owns`` / ``.watches`` on it."""
+    def controller(
+        self,
+        name: str,
+        reconciler: Reconciler,
+        primary: ResourceKind,
+        *,
+        on_update: Callable[[Object, Object], bool] | None = None,
+    ) -> Controller:
+        """Create and register a controller for ``primary``; chain ``.owns`` / ``.watches`` on it.
+
+        ``on_update(old, new)`` filters updates of ``primary`` objects (say, an agent's heartbeat in a
+        status that changes nothing the reconciler reads); None: every update counts."""
         controller = Controller(
             name,
             reconciler,
@@ -131,6 +142,7 @@ class Manager:
             resync_period=self.options.resync_period,
             metrics=self.metrics,
             clock=self.clock,
+            on_update=on_update,
         )
         self.controllers.append(controller)
         return controller
