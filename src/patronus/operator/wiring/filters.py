@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from patronus.kube.timestamps import parse_time
 from patronus.operator.site.children.data import PUBLIC_KEY
 from patronus.operator.site.children.names import OVERLAY_ADDRESS_ANNOTATION
 from patronus.runtime.cache import Object
@@ -82,3 +83,55 @@ def overlay_address_changed(old: Object, new: Object) -> bool:
     old_notes = old.get("metadata", {}).get("annotations") or {}
     new_notes = new.get("metadata", {}).get("annotations") or {}
     return bool(old_notes.get(OVERLAY_ADDRESS_ANNOTATION) != new_notes.get(OVERLAY_ADDRESS_ANNOTATION))
+
+
+# What agents rewrite about their own objects all the time (``patronus.agent.reporting``), and which the
+# object's own reconcile does not read, or reads only as "is the report fresh".
+_SITE_REPORTS = frozenset({"lastHeartbeatTime", "policies"})
+_PATH_REPORTS = frozenset({"lastChecked", "health"})
+
+
+def _status_without(obj: Object, fields: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in (obj.get("status") or {}).items() if k not in fields}
+
+
+def _condition(obj: Object, kind: str) -> Any:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((c.get("status") for c in conditions if isinstance(c, dict) and c.get("type") == kind), None)
+
+
+def _report_matters(old: Object, new: Object, stamp: str, condition: str) -> bool:
+    """Whether a new report time can change what the reconcile writes.
+
+    While the operator shows the reports as fresh (``condition`` True), a newer stamp changes nothing it
+    writes: staleness is found by the requeue the last reconcile asked for, which reads the newest stamp
+    when it comes. The first report, one after a silence the operator noticed, one taken back, or a stamp
+    that moved backwards (a requeue already planned would come too late) do count.
+    """
+    old_stamp, new_stamp = (old.get("status") or {}).get(stamp), (new.get("status") or {}).get(stamp)
+    if old_stamp == new_stamp:
+        return False
+    if new_stamp is None or _condition(new, condition) != "True":
+        return True
+    old_time, new_time = parse_time(old_stamp), parse_time(new_stamp)
+    return old_time is None or new_time is None or new_time < old_time
+
+
+def _beyond_reports(old: Object, new: Object, reports: frozenset[str], stamp: str, condition: str) -> bool:
+    if more_than_status_changed(old, new) or _status_without(old, reports) != _status_without(new, reports):
+        return True
+    return _report_matters(old, new, stamp, condition)
+
+
+def site_changed_beyond_heartbeat(old: Object, new: Object) -> bool:
+    """A Site changed in what its own reconcile reads: anything but its agent's policy reports (which the
+    Policy controller reads) and its heartbeat while the site counts as reporting; the agent rewrites
+    both about every 10 s."""
+    return _beyond_reports(old, new, _SITE_REPORTS, "lastHeartbeatTime", "AgentReporting")
+
+
+def path_changed_beyond_check(old: Object, new: Object) -> bool:
+    """A Path changed in what its own reconcile reads: anything but its agent's measurements (which the
+    Path's reconcile does not read) and check time while the path counts as reporting; the agent
+    rewrites both after every check."""
+    return _beyond_reports(old, new, _PATH_REPORTS, "lastChecked", "Reporting")

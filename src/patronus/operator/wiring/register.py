@@ -33,16 +33,17 @@ def register(manager: Manager, config: OperatorConfig) -> None:
     )
     _site_controller(manager, ctx)
     _mesh_controller(manager, ctx)
-    manager.controller("path", PathReconciler(ctx), PATH).watches(
-        caches.sites, partial(mappers.paths_of_site, caches), on_update=filters.spec_changed
-    )
+    path = manager.controller("path", PathReconciler(ctx), PATH, on_update=filters.path_changed_beyond_check)
+    path.watches(caches.sites, partial(mappers.paths_of_site, caches), on_update=filters.spec_changed)
     _policy_controller(manager, ctx)
     ResourceGauges(caches).register(manager.metrics.registry)
 
 
 def _site_controller(manager: Manager, ctx: Context) -> None:
     caches = ctx.caches
-    site = manager.controller("site", SiteReconciler(ctx), SITE)
+    site = manager.controller(
+        "site", SiteReconciler(ctx), SITE, on_update=filters.site_changed_beyond_heartbeat
+    )
     for child in caches.children.values():
         site.owns(child, on_update=filters.more_than_status_changed)
     peers_of_owner = partial(mappers.peers_of_owning_site, caches)

@@ -8,6 +8,7 @@ import pytest
 
 from patronus.kube.resource import PATH
 from patronus.operator.path.reconciler import PathReconciler
+from patronus.operator.wiring.filters import path_changed_beyond_check
 from tests.unit.operator.world import START, World, path, site, writes_of
 
 FRESH = "2026-03-01T11:59:58.000Z"  # 2 s before the world's clock: within 3 x 10 s
@@ -78,3 +79,40 @@ async def test_a_path_going_quiet_turns_unknown_with_an_event_and_a_requeue_befo
     await world.reconcile(reconciler, "p")
     assert world.status(PATH, "p")["state"] == "unknown"
     assert world.events.reasons() == ["PathStale"]
+
+
+async def _agent_checks(world: World, **status: Any) -> None:
+    body = {"apiVersion": PATH.api_version, "kind": "Path", "metadata": {"name": "p", "namespace": "ns"}}
+    await world.kube.apply(
+        {**body, "status": status}, field_manager="patronus-agent", subresource="status", kind=PATH
+    )
+    world.sync()
+
+
+async def test_a_check_the_path_controller_drops_would_have_written_nothing() -> None:
+    """The proof for ``path_changed_beyond_check``: an update it rejects leaves the reconcile's writes
+    unchanged, and the requeue the last reconcile asked for still finds the reports going stale."""
+    world = World(site("a"), site("b"), path("p", "a", "b"))
+    reconciler = PathReconciler(world.ctx)
+    await world.reconcile(reconciler, "p")
+    never = world.get(PATH, "p")
+    await _agent_checks(world, state="up", lastChecked=world.later(0), health={"healthScore": 97.0})
+    assert path_changed_beyond_check(never, world.get(PATH, "p")), "the first report counts"
+    await world.reconcile(reconciler, "p")
+    assert world.conditions(PATH, "p")["Ready"] == ("True", "PathUp")
+    for score in (91.0, 88.5):  # checks that only move the time and the measurements: dropped
+        world.clock.advance(10)
+        before = world.get(PATH, "p")
+        await _agent_checks(world, state="up", lastChecked=world.later(0), health={"healthScore": score})
+        assert not path_changed_beyond_check(before, world.get(PATH, "p"))
+        assert await world.reconcile(PathReconciler(world.ctx), "p") == []
+    world.clock.advance(10.5)  # the requeue asked for at the first report
+    assert await world.reconcile(reconciler, "p") == []
+    assert world.last_result is not None
+    assert world.last_result.requeue_after == pytest.approx(20.0)
+    world.clock.advance(20.0)
+    assert writes_of(await world.reconcile(reconciler, "p")) == [("apply", "paths/status", "p")]
+    assert world.status(PATH, "p")["state"] == "unknown"
+    stale = world.get(PATH, "p")
+    await _agent_checks(world, state="up", lastChecked=world.later(0), health={"healthScore": 97.0})
+    assert path_changed_beyond_check(stale, world.get(PATH, "p")), "the report after a silence counts"

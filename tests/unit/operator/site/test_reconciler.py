@@ -9,6 +9,7 @@ import pytest
 
 from patronus.kube.resource import CONFIG_MAP, DEPLOYMENT, ROLE, SECRET, SITE
 from patronus.operator.site.reconciler import SiteReconciler
+from patronus.operator.wiring.filters import site_changed_beyond_heartbeat
 from patronus.wireguard.keys import generate_private_key, public_key_for
 from tests.unit.operator.world import World, mesh, path, secret, site, writes_of
 
@@ -244,3 +245,39 @@ async def test_the_agents_report_makes_the_site_active_and_its_refusal_degraded(
     assert world.status(SITE, "a")["phase"] == "Degraded"
     assert world.conditions(SITE, "a")["Ready"] == ("False", "ConfigRejected")
     assert world.events.reasons() == ["SiteActive", "SiteDegraded"]
+
+
+async def test_a_heartbeat_the_site_controller_drops_would_have_written_nothing() -> None:
+    """The proof for ``site_changed_beyond_heartbeat``: an update it rejects leaves the reconcile's
+    writes unchanged, and the requeue the last reconcile asked for still finds the heartbeat going stale."""
+    world = World(site("a"), path("a-b", "a", "b"), site("b"))
+    reconciler = SiteReconciler(world.ctx)
+    await world.reconcile(reconciler, "a")
+    digest = world.get(CONFIG_MAP, "a-agent")["metadata"]["annotations"]["sdwan.patronus.dev/config-digest"]
+    first = world.get(SITE, "a")
+    report = {"agent": {"configDigest": digest}, "policies": [{"name": "p", "matchedFlows": 1}]}
+    await _agent_reports(world, "a", lastHeartbeatTime=world.later(0), **report)
+    assert site_changed_beyond_heartbeat(first, world.get(SITE, "a")), "the first heartbeat counts"
+    await world.reconcile(reconciler, "a")
+    assert world.conditions(SITE, "a")["AgentReporting"] == ("True", "HeartbeatFresh")
+    assert world.last_result is not None
+    assert world.last_result.requeue_after == pytest.approx(30.5)
+
+    for beat in (10, 20):  # two reports, dropped: a reconcile of each would have written nothing
+        world.clock.advance(10)
+        before = world.get(SITE, "a")
+        report["policies"] = [{"name": "p", "matchedFlows": beat}]
+        await _agent_reports(world, "a", lastHeartbeatTime=world.later(0), **report)
+        assert not site_changed_beyond_heartbeat(before, world.get(SITE, "a"))
+        assert await world.reconcile(SiteReconciler(world.ctx), "a") == []
+
+    world.clock.advance(10.5)  # the requeue asked for at the first heartbeat, 30.5 s after it
+    assert await world.reconcile(reconciler, "a") == []
+    assert world.last_result is not None
+    assert world.last_result.requeue_after == pytest.approx(20.0)
+    world.clock.advance(20.0)  # no report since the one at 20 s: stale now, and found by the requeue
+    assert writes_of(await world.reconcile(reconciler, "a")) == [("apply", "sites/status", "a")]
+    assert world.conditions(SITE, "a")["AgentReporting"] == ("False", "HeartbeatStale")
+    stale = world.get(SITE, "a")
+    await _agent_reports(world, "a", lastHeartbeatTime=world.later(0), **report)
+    assert site_changed_beyond_heartbeat(stale, world.get(SITE, "a")), "the heartbeat after a silence counts"

@@ -5,27 +5,31 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
 from patronus.operator.wiring.filters import (
     more_than_status_changed,
     overlay_address_changed,
+    path_changed_beyond_check,
     path_summary_changed,
     policy_reports_changed,
     policy_states_changed,
     public_key_changed,
+    site_changed_beyond_heartbeat,
     spec_changed,
 )
 
 
-def _path(**status: Any) -> dict[str, Any]:
+def _path_of(**status: Any) -> dict[str, Any]:
     return {"metadata": {"name": "p", "generation": 1}, "spec": {}, "status": status}
 
 
 def test_path_heartbeats_do_not_count_as_changes_for_sites_and_meshes() -> None:
-    old = _path(state="up", health={"healthScore": 97.5, "latencyMs": 10.1}, lastChecked="t1")
-    heartbeat = _path(state="up", health={"healthScore": 97.5, "latencyMs": 10.3}, lastChecked="t2")
+    old = _path_of(state="up", health={"healthScore": 97.5, "latencyMs": 10.1}, lastChecked="t1")
+    heartbeat = _path_of(state="up", health={"healthScore": 97.5, "latencyMs": 10.3}, lastChecked="t2")
     assert not path_summary_changed(old, heartbeat)
-    assert path_summary_changed(old, _path(state="down", health={"healthScore": 0.0}, lastChecked="t2"))
-    assert path_summary_changed(old, _path(state="up", health={"healthScore": 90.0}, lastChecked="t2"))
+    assert path_summary_changed(old, _path_of(state="down", health={"healthScore": 0.0}, lastChecked="t2"))
+    assert path_summary_changed(old, _path_of(state="up", health={"healthScore": 90.0}, lastChecked="t2"))
     respecced = copy.deepcopy(old)
     respecced["metadata"]["generation"] = 2
     assert path_summary_changed(old, respecced)
@@ -92,3 +96,79 @@ def test_a_failover_shows_at_once_and_counters_may_wait() -> None:
     assert policy_reports_changed(before, counted)
     assert not policy_states_changed(before, counted)
     assert policy_states_changed(counted, failed_over)
+
+
+T0, T10, T20 = "2026-03-01T12:00:00.000Z", "2026-03-01T12:00:10.000Z", "2026-03-01T12:00:20.000Z"
+
+
+def _site(reporting: str | None, generation: int = 1, **status: Any) -> dict[str, Any]:
+    conditions = [{"type": "AgentReporting", "status": reporting}] if reporting else []
+    return {
+        "metadata": {"name": "a", "generation": generation, "resourceVersion": "7"},
+        "spec": {"wireguard": {}},
+        "status": {"phase": "Active", "conditions": conditions, **status},
+    }
+
+
+# (old, new) -> whether the Site's own reconcile must look again
+SITE_UPDATES: dict[str, tuple[dict[str, Any], dict[str, Any], bool]] = {
+    "a heartbeat while reporting": (
+        _site("True", lastHeartbeatTime=T0, policies=[{"name": "p", "matchedFlows": 1}]),
+        _site("True", lastHeartbeatTime=T10, policies=[{"name": "p", "matchedFlows": 9}]),
+        False,
+    ),
+    "the first heartbeat": (_site("False"), _site("False", lastHeartbeatTime=T0), True),
+    "a heartbeat after a silence the operator noticed": (
+        _site("False", lastHeartbeatTime=T0),
+        _site("False", lastHeartbeatTime=T20),
+        True,
+    ),
+    "a heartbeat taken back": (_site("True", lastHeartbeatTime=T10), _site("True"), True),
+    "a heartbeat earlier than the last": (
+        _site("True", lastHeartbeatTime=T20),
+        _site("True", lastHeartbeatTime=T10),
+        True,
+    ),
+    "a heartbeat that is not a time": (
+        _site("True", lastHeartbeatTime=T0),
+        _site("True", lastHeartbeatTime="soon"),
+        True,
+    ),
+    "the configuration the agent runs": (
+        _site("True", lastHeartbeatTime=T0, agent={"configDigest": "a"}),
+        _site("True", lastHeartbeatTime=T10, agent={"configDigest": "b"}),
+        True,
+    ),
+    "the operator's own status write": (_site("False"), _site("True"), True),
+    "the spec": (_site("True", lastHeartbeatTime=T0), _site("True", 2, lastHeartbeatTime=T0), True),
+    "nothing but the resource version": (
+        _site("True", lastHeartbeatTime=T0),
+        {**_site("True", lastHeartbeatTime=T0), "metadata": {"name": "a", "generation": 1}},
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SITE_UPDATES))
+def test_what_a_sites_own_reconcile_must_see(case: str) -> None:
+    old, new, matters = SITE_UPDATES[case]
+    assert site_changed_beyond_heartbeat(old, new) is matters
+
+
+def _path(reporting: str, **status: Any) -> dict[str, Any]:
+    conditions = [{"type": "Reporting", "status": reporting}]
+    return {
+        "metadata": {"name": "p", "generation": 1},
+        "spec": {},
+        "status": {"conditions": conditions, **status},
+    }
+
+
+def test_what_a_paths_own_reconcile_must_see() -> None:
+    checked = _path("True", state="up", lastChecked=T0, health={"healthScore": 97.0})
+    again = _path("True", state="up", lastChecked=T10, health={"healthScore": 91.0})
+    assert not path_changed_beyond_check(checked, again), "a check while reporting"
+    assert path_changed_beyond_check(checked, _path("True", state="down", lastChecked=T10)), "the state"
+    stale = _path("False", state="unknown", lastChecked=T0)
+    assert path_changed_beyond_check(stale, _path("False", state="unknown", lastChecked=T20)), "back"
+    assert path_changed_beyond_check(again, checked), "a check time earlier than the last"
