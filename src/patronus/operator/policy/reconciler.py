@@ -19,7 +19,7 @@ from patronus.operator.policy.references import check_references
 from patronus.operator.reconcile.apply import apply_status_if_changed
 from patronus.operator.reconcile.conditions import Cond, find, merge
 from patronus.operator.reconcile.opening import Opening
-from patronus.operator.reconcile.parsed import parsed
+from patronus.operator.reconcile.parsed import parsed, per_version
 from patronus.runtime.cache import Object
 from patronus.runtime.controller import Result
 
@@ -28,12 +28,18 @@ def reports_of(caches: Caches, namespace: str, policy: str) -> dict[str, SitePol
     """Each site's report on ``policy``, by site (found through the index of reported policies)."""
     reports = {}
     for obj in caches.sites.by_index(BY_REPORTED_POLICY, ref(namespace, policy)):
-        site = parsed(Site, obj)
-        status = site.status if site is not None else None
-        for report in (status.policies if status is not None else None) or ():
-            if report.name == policy:
-                reports[site.metadata.name if site else ""] = report
+        report = per_version("site-policy-reports", obj, _site_reports).get(policy)
+        if report is not None:
+            reports[obj["metadata"]["name"]] = report
     return reports
+
+
+def _site_reports(obj: Object) -> dict[str, SitePolicyReport]:
+    """A site's policy reports by policy (none from a site that does not validate). A namespace-wide
+    policy's reconcile reads one entry of every site's list: looked up, not searched."""
+    site = parsed(Site, obj)
+    status = site.status if site is not None else None
+    return {report.name: report for report in (status.policies if status is not None else None) or ()}
 
 
 def enforcing_sites(caches: Caches, obj: Object) -> list[str]:

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from patronus.api import Site
 from patronus.operator.reconcile import parsed as parsed_module
-from patronus.operator.reconcile.parsed import parsed, parsed_or_error
+from patronus.operator.reconcile.parsed import parsed, parsed_or_error, per_version
 
 
 def _site(version: str, endpoint: str = "a.example.net:51820", uid: str = "uid-a") -> dict[str, Any]:
@@ -50,3 +50,22 @@ def test_parsed_or_error_gives_the_reason() -> None:
     error = parsed_or_error(Site, broken)
     assert isinstance(error, ValidationError)
     assert error.errors()[0]["loc"][:2] == ("spec", "wireguard")
+
+
+def test_what_is_derived_from_an_object_is_computed_once_per_version() -> None:
+    calls: list[str] = []
+
+    def names(obj: dict[str, Any]) -> list[str]:
+        calls.append(obj["metadata"]["resourceVersion"])
+        return [obj["metadata"]["name"]]
+
+    site = _site("1", uid="uid-derived")
+    assert per_version("names", site, names) == ["a"]
+    assert per_version("names", site, names) is per_version("names", _site("1", uid="uid-derived"), names)
+    assert per_version("names", _site("2", uid="uid-derived"), names) == ["a"]
+    assert calls == ["1", "2"], "once per version"
+    assert parsed(Site, site) is not None, "another tag: a memo of its own"
+    anonymous = _site("1", uid="")
+    per_version("names", anonymous, names)
+    per_version("names", anonymous, names)
+    assert calls == ["1", "2", "1", "1"], "no uid: computed every time"
