@@ -137,6 +137,29 @@ def test_custom_index_covers_existing_and_new_objects() -> None:
         indexer.by_index("nope", "x")
 
 
+def test_an_update_that_moves_no_index_value_leaves_the_index_alone() -> None:
+    indexer = Indexer()
+    calls: list[str] = []
+
+    def by_site(o: dict[str, Any]) -> list[str]:
+        calls.append(o["metadata"]["resourceVersion"])
+        ref = o.get("spec", {}).get("source", {}).get("siteRef")
+        return [ref] if ref else []
+
+    indexer.add_index("site", by_site)
+    for name in ("p1", "p2", "p3"):
+        indexer.upsert(obj(name, site="hq"))
+    before = indexer._indexes["site"].values["hq"]
+    assert isinstance(before, set)
+    indexer.upsert(obj("p1", rv="2", site="hq"))  # a status write, say: the same values
+    assert indexer._indexes["site"].values["hq"] is before
+    assert names(indexer.by_index("site", "hq")) == ["p1", "p2", "p3"]
+    indexer.upsert(obj("p1", rv="3", site="branch"))  # a value moved: out of one, into the other
+    assert names(indexer.by_index("site", "hq")) == ["p2", "p3"]
+    assert names(indexer.by_index("site", "branch")) == ["p1"]
+    assert calls[-2:] == ["2", "3"], "the old and the new version asked once each"
+
+
 def test_replace_reports_the_difference() -> None:
     indexer = Indexer()
     indexer.replace([obj("keep"), obj("change"), obj("gone", labels={"app": "x"})], "10")
