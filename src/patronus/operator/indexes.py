@@ -12,6 +12,7 @@ from typing import Any
 
 from patronus.api.addresses import parse_endpoint
 from patronus.kube.resource import ObjectKey
+from patronus.operator.reconcile.parsed import per_version
 from patronus.operator.site.children.data import PUBLIC_KEY
 from patronus.operator.site.children.names import (
     MANAGED_BY,
@@ -153,7 +154,12 @@ def secret_site_label(obj: Object) -> list[str]:
 
 
 def site_reported_policies(obj: Object) -> list[str]:
-    """The policies a site's agent reports on in ``status.policies``."""
+    """The policies a site's agent reports on in ``status.policies`` (once per site version: the index
+    and the mappers ask on every report, and a site may report on hundreds). Do not modify the list."""
+    return per_version("reported-policies", obj, _reported_policies)
+
+
+def _reported_policies(obj: Object) -> list[str]:
     status = obj.get("status")
     reports = status.get("policies") if isinstance(status, dict) else None
     names = {r.get("name") for r in reports or () if isinstance(r, dict)}

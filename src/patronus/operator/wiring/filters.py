@@ -54,10 +54,27 @@ def policy_reports_changed(old: Object, new: Object) -> bool:
     return spec_changed(old, new) or _policy_reports(old) != _policy_reports(new)
 
 
+def _state(report: Any) -> tuple[Any, ...] | None:
+    if not isinstance(report, dict):
+        return None
+    get = report.get
+    return get("name"), get("active"), get("pathInUse"), get("failoverCount"), get("lastFailoverTime")
+
+
 def policy_states_changed(old: Object, new: Object) -> bool:
     """A site's spec, or where one of its policies stands (installed, path in use, failovers): worth
     showing at once, unlike its counters, which move with every report."""
-    return spec_changed(old, new) or _policy_states(old) != _policy_states(new)
+    if spec_changed(old, new):
+        return True
+    before, after = _policy_reports(old) or [], _policy_reports(new) or []
+    if len(before) == len(after) and all(map(_same_state, before, after)):
+        return False  # the usual report: the same policies in the same order, counters moved at most
+    return _policy_states(old) != _policy_states(new)
+
+
+def _same_state(before: Any, after: Any) -> bool:
+    state = _state(before)
+    return state is not None and state == _state(after)
 
 
 def _without_status(obj: Object) -> Object:

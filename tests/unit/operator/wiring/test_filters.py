@@ -172,3 +172,16 @@ def test_what_a_paths_own_reconcile_must_see() -> None:
     stale = _path("False", state="unknown", lastChecked=T0)
     assert path_changed_beyond_check(stale, _path("False", state="unknown", lastChecked=T20)), "back"
     assert path_changed_beyond_check(again, checked), "a check time earlier than the last"
+
+
+def test_policy_states_whatever_the_order_of_the_reports() -> None:
+    def site(*reports: Any) -> dict[str, Any]:
+        return {"metadata": {"generation": 1}, "status": {"policies": list(reports)}}
+
+    voice, web = {"name": "voice", "active": True}, {"name": "web", "active": True, "matchedFlows": 1}
+    assert not policy_states_changed(site(voice, web), site(web, voice)), "reordered: the same states"
+    assert not policy_states_changed(site(voice, web), site(voice, {**web, "matchedFlows": 2}))
+    assert policy_states_changed(site(voice, web), site(voice, {**web, "active": False}))
+    assert policy_states_changed(site(voice, web), site(voice)), "a policy gone"
+    assert policy_states_changed(site(voice), site({"name": "web", "active": True})), "another policy"
+    assert not policy_states_changed(site(voice, "junk"), site(voice, "junk")), "odd entries are ignored"
