@@ -610,10 +610,16 @@ async def test_production_example_builds_a_hub_spoke_mesh_over_two_underlays(
         }
 
     await eventually(dc_sees_spokes, 30, "the hub peers with every spoke")
+
+    async def dc_policies() -> set[str]:
+        return {p["name"] for p in (await dc_config() or {}).get("policies") or []}
+
+    # Policies without paths: every site. Created after the sites, they may reach the hub's
+    # configuration a moment after its peers do.
+    await eventually(lambda: _equals(dc_policies(), {"voice", "web"}), 30, "the hub enforces both policies")
     config = await dc_config()
     assert config is not None
     assert [i["underlay"] for i in config["interfaces"]] == ["fiber", "lte"]
-    assert {p["name"] for p in config["policies"]} == {"voice", "web"}  # policies without paths: every site
     deployment = await rest.get(DEPLOYMENT, namespace, "dc-east-agent")
     ports = {
         p["containerPort"]
