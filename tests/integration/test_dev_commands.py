@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -33,6 +34,7 @@ def test_dev_up_and_down(tmp_path: Path) -> None:
     assert up.returncode == 0, up.stderr
     kubeconfig = tmp_path / "dev" / "kubeconfig"
     assert up.stdout.strip() == f"export KUBECONFIG={kubeconfig}"
+    assert stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600  # it holds the admin's key
     supervisor = int((tmp_path / "dev" / "controlplane.pid").read_text())
     try:
         again = _patronus("dev", "up", env=env)

@@ -77,6 +77,7 @@ def controlplane_group() -> None:
 def run_controlplane(kubeconfig_out: Path, controller_manager: bool, with_crds: bool, node: bool) -> None:
     """Start the control plane in the foreground until SIGTERM or Ctrl-C."""
     from patronus.controlplane import ControlPlane  # noqa: PLC0415
+    from patronus.lab.files import write_atomic  # noqa: PLC0415
 
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -91,11 +92,7 @@ def run_controlplane(kubeconfig_out: Path, controller_manager: bool, with_crds: 
         if with_crds:
             names = asyncio.run(_install_crds(plane.kubeconfig))
             click.echo(f"installed CRDs: {', '.join(names)}", err=True)
-        kubeconfig_out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = kubeconfig_out.with_suffix(".tmp")
-        tmp.write_bytes(plane.kubeconfig.read_bytes())
-        tmp.chmod(0o600)
-        tmp.replace(kubeconfig_out)
+        write_atomic(kubeconfig_out, plane.kubeconfig.read_text(), 0o600)  # the admin's key: owner only
         click.echo(f"ready in {time.monotonic() - started:.1f}s at {plane.url}", err=True)
         click.echo(f"export KUBECONFIG={kubeconfig_out}")
         sys.stdout.flush()

@@ -101,6 +101,11 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     """Readers (the CLI polling for the ready file) never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
+    tmp.unlink(missing_ok=True)
+    # Created with its mode (a token file is never readable by others, not even for a moment); fchmod
+    # because the umask may have taken bits of it away.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), mode)
+        handle.write(text)
     tmp.replace(path)

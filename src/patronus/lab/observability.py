@@ -28,6 +28,7 @@ from patronus.kube.client import KubeClient
 from patronus.kube.errors import AlreadyExistsError
 from patronus.kube.resource import ROLE, ROLE_BINDING
 from patronus.lab import prometheus
+from patronus.lab.files import write_atomic
 from patronus.lab.metrics_forwarder import MetricsForwarder
 from patronus.lab.plan import LabPlan
 
@@ -108,9 +109,7 @@ async def start(
     dashboard = processes.spawn(command, logs / "dashboard.log")
     stack.callback(processes.stop, dashboard)
     url = await _wait_for_url(url_file, dashboard)
-    token_file = root / "dashboard-token"
-    token_file.write_text(token + "\n")
-    token_file.chmod(0o600)
+    write_atomic(root / "dashboard-token", token + "\n", 0o600)  # never readable by others, even briefly
     return Urls(prometheus_url, url, f"{url}login#token={token}")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -55,7 +56,9 @@ class Lab:
 
     @property
     def token(self) -> str:
-        return (self.files.root / "dashboard-token").read_text().strip()
+        token_file = self.files.root / "dashboard-token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600  # a bearer token: its owner's only
+        return token_file.read_text().strip()
 
     def api(self, path: str, **params: str) -> Any:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
