@@ -60,6 +60,13 @@ class Helm:
             raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result
 
+    def schema_refusal(self, setting: str) -> str:
+        """Render the chart with ``--set setting``, expect values.schema.json to refuse it; its stderr."""
+        result = self.run("template", "x", str(CHART), "--set", setting, check=False)
+        assert result.returncode != 0
+        assert "values don't meet the specifications of the schema" in result.stderr
+        return result.stderr
+
     def template(
         self,
         *,
