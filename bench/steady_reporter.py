@@ -9,7 +9,12 @@ applied. (The first version created a task per report without a bound: once the 
 of thousands of requests waited for a connection and failed with pool timeouts, and nobody could say how
 many reports per second the operator had really seen.)
 
-A Site report is what ``patronus.agent.reporting.site_status`` writes: ``lastHeartbeatTime``, ``agent``
+Each job is what the agent does at each heartbeat (``patronus.agent.reporting``): for a Site, renew its
+heartbeat Lease, then write the Site report if the agent's own gate (``patronus.agent.report_gate``)
+lets it through (a change, or the once-a-minute refresh); for a Path, write its report if the gate lets
+it through. Gates start staggered, as agents started at different times are, so the refreshes spread
+evenly over the minute instead of all falling in one round. A Site report is what
+``patronus.agent.reporting.site_status`` writes: ``lastHeartbeatTime``, ``agent``
 (the digest of the configuration the operator rendered, read from the ConfigMap's annotation, so the site
 is Active as with a real agent) and ``policies``, one entry per enforced policy, whose counters grow on
 every report (``--counters moving``, as with traffic) or stay at zero (``static``). A Path report is
@@ -32,16 +37,24 @@ from typing import Any
 
 import orjson
 
-from patronus.kube.resource import CONFIG_MAP, PATH, SITE, ResourceKind
+from patronus.agent.report_gate import ReportGate, same_path_report, same_site_report
+from patronus.api.reporting import STATUS_REFRESH
+from patronus.kube.resource import CONFIG_MAP, LEASE, PATH, SITE, ResourceKind
 from patronus.kube.rest import RestClient
-from patronus.kube.timestamps import format_time
+from patronus.kube.timestamps import format_micro_time, format_time
+from patronus.operator.site.children.names import child_names
 
 AGENT_FIELD_MANAGER = "patronus-agent"
 CONFIG_DIGEST_ANNOTATION = "sdwan.patronus.dev/config-digest"
 SITE_LABEL = "sdwan.patronus.dev/site"
 # Lateness buckets (upper bounds, seconds) of a report's start against its slot.
 LAG_BOUNDS = (0.1, 0.5, 1.0, 2.0, 5.0, float("inf"))
-FIELDS = ("ready", "started", "ok", "errors", "response_ms_sum", *(f"lag_le_{b:g}" for b in LAG_BOUNDS))
+WRITES = ("leases", "sites", "paths")
+FIELDS = (
+    "ready", "started", "ok", "errors", "response_ms_sum",
+    *(f"lag_le_{b:g}" for b in LAG_BOUNDS),
+    *(f"w_{kind}" for kind in WRITES),
+)  # fmt: skip
 MAX_ERRORS_TOLD = 5
 INDEX = {name: i for i, name in enumerate(FIELDS)}
 
@@ -100,6 +113,8 @@ class Reporter:
         self.shared = shared
         self.digests: dict[str, str] = {}
         self.errors_told = 0
+        self.gates = {SITE.kind: ReportGate(same_site_report), PATH.kind: ReportGate(same_path_report)}
+        self.stagger = max(1, round(STATUS_REFRESH / self.interval))
 
     async def load_digests(self) -> None:
         token: str | None = None
@@ -142,32 +157,41 @@ class Reporter:
         try:
             now = datetime.now(UTC)
             if job.kind == SITE:  # not `is`: jobs reach this process pickled
+                renewal = {"holderIdentity": job.name, "renewTime": format_micro_time(now)}
+                await self.write(LEASE, child_names(job.name).lease, "spec", renewal)
                 status = site_status(job, self.digests.get(job.name, ""), round_no, self.moving, now)
             else:
                 status = path_status(now)
-            body = {
-                "apiVersion": job.kind.api_version,
-                "kind": job.kind.kind,
-                "metadata": {"name": job.name, "namespace": self.namespace},
-                "status": status,
-            }
-            started = time.monotonic()
-            response = await self.rest.http.request(
-                "PATCH",
-                job.kind.object_path(self.namespace, job.name, "status"),
-                params={"fieldManager": AGENT_FIELD_MANAGER, "force": "true"},
-                content=orjson.dumps(body),
-                headers={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-            )
-            self.count("response_ms_sum", (time.monotonic() - started) * 1000)
-            if response.status_code < 400:
-                self.count("ok")
-            else:
-                self.error(f"{job.kind.plural}/{job.name}: {response.status_code} {response.text[:300]}")
+            # The first round stands for a report written up to a minute ago: refreshes spread out.
+            at = time.monotonic() - (job.slot % self.stagger) * self.interval * (round_no == 0)
+            if self.gates[job.kind.kind].due(job.name, status, at):
+                await self.write(job.kind, job.name, "status", status)
+            self.count("ok")
         except Exception as error:  # a report lost is a report lost, as for a real agent
             self.error(f"{job.kind.plural}/{job.name}: {error!r}")
         finally:
             self.in_flight.release()
+
+    async def write(self, kind: ResourceKind, name: str, part: str, fields: dict[str, Any]) -> None:
+        """One server-side apply under the agent's field manager; raises on a refusal."""
+        body = {
+            "apiVersion": kind.api_version,
+            "kind": kind.kind,
+            "metadata": {"name": name, "namespace": self.namespace},
+            part: fields,
+        }
+        started = time.monotonic()
+        response = await self.rest.http.request(
+            "PATCH",
+            kind.object_path(self.namespace, name, "status" if part == "status" else None),
+            params={"fieldManager": AGENT_FIELD_MANAGER, "force": "true"},
+            content=orjson.dumps(body),
+            headers={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+        )
+        self.count("response_ms_sum", (time.monotonic() - started) * 1000)
+        self.count(f"w_{kind.plural}")
+        if response.status_code >= 400:
+            raise RuntimeError(f"{kind.plural}/{name}: {response.status_code} {response.text[:300]}")
 
 
 def all_jobs(

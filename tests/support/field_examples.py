@@ -435,6 +435,8 @@ STATUS = [
     *bad("Site", "status.healthScore", "", -0.5, 100.1),
     *ok("Site", "status.configMap", "a-agent"),
     *bad("Site", "status.configMap", "object name", "A Agent"),
+    *ok("Site", "status.heartbeatLease", "a-agent"),
+    *bad("Site", "status.heartbeatLease", "object name", "A Agent"),
     *ok("Site", "status.observedGeneration", 0, 7),
     *ok(
         "Site",

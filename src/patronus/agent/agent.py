@@ -63,6 +63,8 @@ class AgentOptions:
     namespace: str
     config_map: str
     key: KeySource
+    heartbeat_lease: str | None = None
+    """The Lease the operator made for this agent's heartbeat; None: the heartbeat is in the Site status."""
     probe_port: int = PROBE_PORT
     health_address: str = "0.0.0.0"
     health_port: int | None = HEALTH_PORT
@@ -102,7 +104,7 @@ class SiteAgent:
             aggregate=False,  # the agent's Role may create Events, not patch them
         )
         self.core = AgentCore(
-            Identity(options.site, options.namespace, options.key),
+            Identity(options.site, options.namespace, options.key, options.heartbeat_lease),
             client=client,
             clock=self.clock,
             dataplane=DataPlane(runner=runner, clock=self.clock),

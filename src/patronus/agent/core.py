@@ -29,8 +29,16 @@ from patronus.agent.desired import NotReady, plan_dataplane
 from patronus.agent.metrics import AgentMetrics, PathView, PeerView, PolicyView, Snapshot
 from patronus.agent.probe_stats import CheckResult
 from patronus.agent.probing import ProbeSet
+from patronus.agent.report_gate import ReportGate, same_path_report
 from patronus.agent.report_queue import ReportQueue
-from patronus.agent.reporting import SiteReporter, agent_report, path_report, policy_reports, site_status
+from patronus.agent.reporting import (
+    SiteReporter,
+    agent_report,
+    path_report,
+    path_status,
+    policy_reports,
+    site_status,
+)
 from patronus.agent.steering import RouteChange, Steering
 from patronus.agent.switcher import PolicySwitcher, Switch
 from patronus.agent.tasks import sleep_or
@@ -61,6 +69,7 @@ class Identity:
     site: str
     namespace: str
     key: keys.KeySource
+    heartbeat_lease: str | None = None
 
 
 class AgentCore:
@@ -92,8 +101,14 @@ class AgentCore:
         )
         self.probes = ProbeSet(port=probe_port, clock=clock, on_check=self.on_check)
         self.site_reporter = SiteReporter(
-            reports, namespace=identity.namespace, site=identity.site, clock=clock, build=self.site_status
+            reports,
+            namespace=identity.namespace,
+            site=identity.site,
+            clock=clock,
+            build=self.site_status,
+            lease=identity.heartbeat_lease,
         )
+        self.path_reports = ReportGate(same_path_report)
         self.wanted: Accepted | None = None
         self.applied: Accepted | None = None
         self.applied_at: float | None = None
@@ -173,6 +188,7 @@ class AgentCore:
         self.metrics.retain_paths(set(plan.probers))
         self.metrics.retain_policies({policy.name for policy in plan.policies})
         self.latest = {name: result for name, result in self.latest.items() if name in plan.probers}
+        self.path_reports.retain(plan.probers)
         self.applied, self.applied_at, self.apply_error = target, self._clock.now().timestamp(), None
         self.metrics.config_applies.labels(self.identity.site, "success").inc()
         await self.switcher.converge()  # a decision taken while the apply ran
@@ -211,7 +227,9 @@ class AgentCore:
             for change in steps.routes:
                 await self._move_unmatched(change)
             await self.switcher.converge()
-        self.reports.put(path_report(self.identity.namespace, path, result, self._clock.now()))
+        status = path_status(result, self._clock.now())
+        if self.path_reports.due(path, status, now):
+            self.reports.put(path_report(self.identity.namespace, path, status))
 
     async def _move_unmatched(self, change: RouteChange) -> None:
         try:

@@ -2,7 +2,8 @@
 
 Whoever reports (a path check, the site's heartbeat) calls :meth:`ReportQueue.put`, which never waits:
 the data plane must not stop because the API server is slow or gone. :meth:`ReportQueue.run` writes the
-reports, each a server-side apply of the object's ``status`` under the agent's field manager.
+reports, each a server-side apply of the object's ``status`` (the heartbeat Lease's ``spec``) under the
+agent's field manager.
 
 - **Latest wins**: at most one report per object is pending; a newer one replaces it. After a minute
   without the API server a path's status is its latest check, not sixty of them.
@@ -21,10 +22,9 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from patronus.api.agentconfig import MAX_PATHS
-from patronus.api.meta import GROUP_VERSION
 from patronus.kube.client import KubeClient
 from patronus.kube.errors import ApiError, NotFoundError
 from patronus.kube.resource import ResourceKind
@@ -51,19 +51,26 @@ class Report:
     namespace: str
     name: str
     status: dict[str, Any]
+    """The agent's fields of the object's ``part``."""
     essential: bool = False
-    """Never the one the bound drops (the agent's own Site: its heartbeat says the agent is alive)."""
+    """Never the one the bound drops (the agent's own Site and heartbeat Lease: they say it is alive)."""
+    part: Literal["status", "spec"] = "status"
+    """``status`` (through the status subresource), or ``spec`` for the heartbeat Lease, which has none."""
 
     @property
     def key(self) -> Key:
         return (self.kind.plural, self.namespace, self.name)
 
+    @property
+    def subresource(self) -> str | None:
+        return "status" if self.part == "status" else None
+
     def manifest(self) -> dict[str, Any]:
         return {
-            "apiVersion": GROUP_VERSION,
+            "apiVersion": self.kind.api_version,
             "kind": self.kind.kind,
             "metadata": {"name": self.name, "namespace": self.namespace},
-            "status": self.status,
+            self.part: self.status,
         }
 
 
@@ -148,7 +155,7 @@ class ReportQueue:
                 report.manifest(),
                 field_manager=self.field_manager,
                 force=True,
-                subresource="status",
+                subresource=report.subresource,
                 kind=report.kind,
             )
         except NotFoundError:

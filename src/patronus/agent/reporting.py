@@ -1,14 +1,19 @@
-"""What the agent tells the API about itself and its paths, and when.
+"""What the agent tells the API about itself and its paths, and when (see :mod:`patronus.api.reporting`).
 
 The agent writes only its own objects' report fields (field manager ``patronus-agent``):
 
-- its **Site**'s ``status.lastHeartbeatTime``, ``status.agent`` (version, the digest of the configuration
-  the data plane runs, why a newer one was refused, why the data plane lags) and ``status.policies`` (one
-  entry per enforced policy: installed, the path the kernel uses, counters, the failover record), all in
-  one server-side apply every :data:`REPORT_INTERVAL` seconds and at once after a failover
-  (:class:`SiteReporter`). The operator aggregates each Policy's status from these entries; the agent
-  never writes a Policy.
-- its **Paths**' ``status.state``, ``health`` and ``lastChecked``, once per check (:func:`path_report`).
+- its site's heartbeat **Lease** (``spec.renewTime``), every :data:`HEARTBEAT_INTERVAL` seconds, when the
+  operator told it the Lease's name (``--heartbeat-lease``);
+- its **Site**'s ``status.lastHeartbeatTime`` (the time of the report), ``status.agent`` (version, the
+  digest of the configuration the data plane runs, why a newer one was refused, why the data plane lags)
+  and ``status.policies`` (one entry per enforced policy: installed, the path the kernel uses, counters,
+  the failover record), in one server-side apply when any of it but the counters changed, at once after
+  a failover, and otherwise every :data:`STATUS_REFRESH` seconds (:class:`SiteReporter`; without a Lease,
+  every heartbeat). The operator aggregates each Policy's status from these entries; the agent never
+  writes a Policy.
+- its **Paths**' ``status.state``, ``health`` and ``lastChecked``, after a check that changed the state or
+  moved the health materially, and otherwise every :data:`STATUS_REFRESH` seconds
+  (:func:`path_status`, gated by :class:`~patronus.agent.report_gate.ReportGate`).
 
 Reports go through a :class:`~patronus.agent.report_queue.ReportQueue`, so none of this waits for the API.
 """
@@ -22,16 +27,16 @@ from typing import Any
 
 from patronus.agent.dataplane.routing import PolicyCounters
 from patronus.agent.probe_stats import CheckResult
+from patronus.agent.report_gate import ReportGate, same_site_report
 from patronus.agent.report_queue import Report, ReportQueue
 from patronus.agent.switcher import PolicyRecord
 from patronus.agent.tasks import sleep_or
+from patronus.api.reporting import HEARTBEAT_INTERVAL, STATUS_REFRESH
 from patronus.api.site import AgentReport, SitePolicyReport
-from patronus.kube.resource import PATH, SITE
-from patronus.kube.timestamps import format_time
+from patronus.kube.resource import LEASE, PATH, SITE
+from patronus.kube.timestamps import format_micro_time, format_time
 from patronus.runtime.clock import Clock
 
-REPORT_INTERVAL = 10.0
-"""Seconds between Site reports; the operator calls an agent quiet after three missed ones."""
 MAX_MESSAGE = 1024
 
 
@@ -56,8 +61,8 @@ def path_status(result: CheckResult, checked_at: datetime) -> dict[str, Any]:
     return {"state": result.state, "health": health, "lastChecked": stamp(checked_at)}
 
 
-def path_report(namespace: str, path: str, result: CheckResult, checked_at: datetime) -> Report:
-    return Report(PATH, namespace, path, path_status(result, checked_at))
+def path_report(namespace: str, path: str, status: dict[str, Any]) -> Report:
+    return Report(PATH, namespace, path, status)
 
 
 def policy_reports(
@@ -113,7 +118,8 @@ def site_status(now: datetime, agent: AgentReport, policies: list[SitePolicyRepo
 
 
 class SiteReporter:
-    """Queues the Site report every ``interval`` seconds, and at once after :meth:`kick`."""
+    """Every ``interval`` seconds (and at once after :meth:`kick`): renews the heartbeat Lease, and queues
+    the Site report if it changed or ``refresh`` seconds passed; without a Lease, the report every time."""
 
     def __init__(
         self,
@@ -123,14 +129,18 @@ class SiteReporter:
         site: str,
         clock: Clock,
         build: Callable[[], dict[str, Any]],
-        interval: float = REPORT_INTERVAL,
+        lease: str | None = None,
+        interval: float = HEARTBEAT_INTERVAL,
+        refresh: float = STATUS_REFRESH,
     ) -> None:
         self._queue = queue
         self._namespace = namespace
         self._site = site
         self._clock = clock
         self._build = build
+        self.lease = lease
         self.interval = interval
+        self._gate = ReportGate(same_site_report, refresh if lease else 0.0)
         self._kicked = asyncio.Event()
 
     def kick(self) -> None:
@@ -138,7 +148,12 @@ class SiteReporter:
         self._kicked.set()
 
     def report_now(self) -> None:
-        self._queue.put(Report(SITE, self._namespace, self._site, self._build(), essential=True))
+        if self.lease is not None:
+            renewal = {"holderIdentity": self._site, "renewTime": format_micro_time(self._clock.now())}
+            self._queue.put(Report(LEASE, self._namespace, self.lease, renewal, essential=True, part="spec"))
+        status = self._build()
+        if self._gate.due(self._site, status, self._clock.monotonic()):
+            self._queue.put(Report(SITE, self._namespace, self._site, status, essential=True))
 
     async def run(self) -> None:
         while True:

@@ -274,6 +274,8 @@ class SiteStatus(ApiModel):
     """The policies this site enforces, with their counters and failover record (written by the agent)."""
     config_map: ObjectName | None = None
     """The ConfigMap holding the agent's configuration: what an external agent is started with."""
+    heartbeat_lease: ObjectName | None = None
+    """The Lease the agent renews as its heartbeat (``--heartbeat-lease``)."""
     observed_generation: Generation | None = None
     """The .metadata.generation this status describes."""
 

@@ -44,6 +44,12 @@ def _key_source(key_file: Path | None, key_secret: str | None, key_secret_key: s
     "Site status.configMap shows it). Changes are applied live.",
 )
 @click.option(
+    "--heartbeat-lease",
+    default=None,
+    help="The Lease the operator made for this agent's heartbeat (Site status.heartbeatLease shows it); "
+    "renewed every 10 s. Without it the heartbeat goes into the Site status every 10 s.",
+)
+@click.option(
     "--key-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
@@ -74,6 +80,7 @@ def run(
     site: str,
     namespace: str,
     config_map: str,
+    heartbeat_lease: str | None,
     key_file: Path | None,
     key_secret: str | None,
     key_secret_key: str,
@@ -100,6 +107,7 @@ def run(
         site=site,
         namespace=namespace,
         config_map=config_map,
+        heartbeat_lease=heartbeat_lease,
         key=key,
         probe_port=probe_port,
         health_address=health_address,

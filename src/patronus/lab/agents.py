@@ -49,7 +49,8 @@ def agent_command(plan: LabPlan, site: str, kubeconfig: Path, python: str = sys.
     agent = shlex.join(
         [
             python, "-m", "patronus", "agent", "run", "--site", site, "--namespace", LAB_NAMESPACE,
-            "--config-map", names.config_map, "--key-secret", names.secret, "--kubeconfig", str(kubeconfig),
+            "--config-map", names.config_map, "--heartbeat-lease", names.lease,
+            "--key-secret", names.secret, "--kubeconfig", str(kubeconfig),
         ]
     )  # fmt: skip
     inner = f"mkdir -p /var/run/wireguard && mount -t tmpfs tmpfs /var/run/wireguard && exec {agent}"

@@ -69,7 +69,10 @@ def test_namespaced_mode_grants_only_the_watched_namespaces(
     assert can("create", "leases.coordination.k8s.io", "-n", own)
     assert can("update", f"leases.coordination.k8s.io/{release.name}", "-n", own)
     assert not can("update", "leases.coordination.k8s.io/someone-else", "-n", own)
-    assert not can("create", "leases.coordination.k8s.io", "-n", east)
+    # In a watched namespace it makes each agent's heartbeat Lease (and patches it), and deletes none.
+    assert can("create", "leases.coordination.k8s.io", "-n", east)
+    assert not can("delete", "leases.coordination.k8s.io", "-n", east)
+    assert not can("update", "leases.coordination.k8s.io/someone-else", "-n", east)
     assert can("get", f"configmaps/{release.name}-config", "-n", own)
     assert not can("get", "secrets", "-n", own)
     # The API server agrees: the ServiceAccount is bound in those namespaces only, never cluster-wide.

@@ -26,25 +26,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from patronus.controlplane.launcher import Binaries
-from patronus.kube.resource import PATH, POLICY, SITE, ResourceKind
+from patronus.kube.resource import LEASE, PATH, POLICY, SITE, ResourceKind
 from patronus.kube.rest import RestClient
 from patronus.lab import impair, network
 from patronus.lab.impair import Impairment
 from patronus.lab.plan import LabPlan
 from patronus.lab.supervisor import LAB_NAMESPACE, MESH_NAME, PATH_MONITORING, LabFiles
+from patronus.operator.site.children.names import child_names
 from patronus.topology.mesh import path_name
-from tests.integration.lab import require_root, unique_prefix
+from tests.integration.lab import agent_exporter, require_root, unique_prefix
 from tests.integration.lab.stream import PAYLOAD_BYTES, Stream, losses
 from tests.support.waiting import eventually_sync as eventually
 
 pytestmark = pytest.mark.root
 
 RATE = 1000
-HEALTH_PORT, METRICS_PORT = 8081, 9102  # the agent's defaults, inside its site's namespace
+HEALTH_PORT = 8081  # the agent's default, inside its site's namespace
 VOICE_PORT = 5060
 OUTAGE_S = 60.0
 CUT_AFTER_S = 5.0  # into the outage
@@ -67,13 +67,13 @@ class Api:
         self._loop = asyncio.new_event_loop()
         self._rest = RestClient.from_kubeconfig(kubeconfig, timeout=10)
 
-    def status(self, kind: ResourceKind, name: str) -> dict[str, Any]:
-        """The object's status; empty when it cannot be read (the API server is away)."""
+    def status(self, kind: ResourceKind, name: str, part: str = "status") -> dict[str, Any]:
+        """The object's status (or another part); empty when it cannot be read (the API server is away)."""
         try:
             obj = self._loop.run_until_complete(self._rest.get(kind, LAB_NAMESPACE, name))
         except Exception:
             return {}
-        return dict(obj.get("status") or {})
+        return dict(obj.get(part) or {})
 
     def close(self) -> None:
         self._loop.run_until_complete(self._rest.close())
@@ -124,26 +124,10 @@ class Lab:
         return int(json.loads(out)[0]["stats64"]["tx"]["bytes"])
 
     def agent_http(self, site: str, port: int, path: str) -> tuple[int, str]:
-        """GET from the agent's health or metrics server, inside the site's namespace; (0, "") if none."""
-        sock = network.netns_socket(self.plan.site(site).namespace, socket.AF_INET, socket.SOCK_STREAM)
-        with sock:
-            sock.settimeout(5)
-            try:
-                sock.connect(("127.0.0.1", port))
-                sock.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
-                response = b"".join(iter(lambda: sock.recv(65536), b""))
-            except OSError:
-                return 0, ""
-        head, _, body = response.decode(errors="replace").partition("\r\n\r\n")
-        return int(head.split(" ")[1]), body
+        return agent_exporter.agent_http(self.plan, site, port, path)
 
     def agent_samples(self, site: str, name: str) -> list[Sample] | None:
-        """Samples of one series of the agent's exporter; None if it does not answer."""
-        code, text = self.agent_http(site, METRICS_PORT, "/metrics")
-        if code != 200:
-            return None
-        families = text_string_to_metric_families(text)
-        return [sample for family in families for sample in family.samples if sample.name == name]
+        return agent_exporter.agent_samples(self.plan, site, name)
 
     def voice_in_kernel(self) -> str | None:
         """The path a's kernel sends voice over, from a's agent (which needs no API server to say)."""
@@ -281,10 +265,11 @@ def _caught_up(lab: Lab, outage: Outage) -> dict[str, float]:
             and window[0] <= _time(status.get("lastFailoverTime")) <= window[1]
         )
 
+    lease = child_names("a").lease
     eventually(
-        lambda: _time(lab.api.status(SITE, "a").get("lastHeartbeatTime")) > outage.back / 1e9,
+        lambda: _time(lab.api.status(LEASE, lease, "spec").get("renewTime")) > outage.back / 1e9,
         timeout=CATCH_UP_S,
-        what="a heartbeat written after the API server returned",
+        what="a heartbeat (Lease renewal) written after the API server returned",
         interval=0.5,
     )
     took["heartbeat"] = round(time.time() - outage.back / 1e9, 1)

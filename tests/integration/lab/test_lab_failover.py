@@ -35,7 +35,7 @@ from patronus.lab.impair import Impairment
 from patronus.lab.plan import LabPlan
 from patronus.lab.supervisor import LAB_NAMESPACE, MESH_NAME, LabFiles
 from patronus.topology.mesh import path_name
-from tests.integration.lab import require_root, unique_prefix
+from tests.integration.lab import agent_exporter, require_root, unique_prefix
 from tests.integration.lab.stream import Stream, losses
 from tests.support.waiting import eventually_sync
 
@@ -85,6 +85,11 @@ class Lab:
     def path_status(self, underlay: str) -> dict[str, Any]:
         obj = json.loads(self.kubectl("get", "paths.sdwan.patronus.dev", self.path(underlay), "-o", "json"))
         return dict(obj.get("status") or {})
+
+    def measured(self, underlay: str) -> dict[str, Any]:
+        """a's latest check of the path, from its exporter (the API shows a path's health when it moves
+        materially, and once a minute)."""
+        return agent_exporter.path_health(self.plan, "a", self.path(underlay))
 
     def voice(self) -> dict[str, Any]:
         """Voice's report from site a: its entry in the Site's status.policies, else the Policy's status."""
@@ -318,7 +323,7 @@ def test_five_percent_loss_and_jitter_do_not_move_voice(lab: Lab) -> None:
     try:
         while time.time() - started < 90:
             time.sleep(3.0)
-            readings.append(lab.path_status("fiber"))
+            readings.append({**lab.path_status("fiber"), "health": lab.measured("fiber")})
             assert lab.voice_path() == lab.path("fiber"), "voice moved"
     finally:
         impair.set_impairment(lab.plan, "a/fiber", Impairment())

@@ -7,11 +7,12 @@ the operator gave it.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from patronus.controlplane.launcher import ControlPlane
 from patronus.kube.errors import NotFoundError
-from patronus.kube.resource import CONFIG_MAP, DEPLOYMENT, POLICY, SITE
+from patronus.kube.resource import CONFIG_MAP, DEPLOYMENT, LEASE, POLICY, SITE
 from tests.integration.operator.conftest import Eventually, RunningOperator
 from tests.integration.operator.test_controllers import GV, create, get_status, mesh, site
 
@@ -132,11 +133,16 @@ async def test_an_agent_identity_reaches_nothing_of_another_site(
             '{"spec":{"location":"x"}}',
         ],
         "Secrets at large": ["get", "secrets"],
+        "a's heartbeat Lease": ["patch", "lease", "a-agent", "--type=merge", "-p", _renewal()],
     }
     for what, args in attempts.items():
         result = as_agent(control_plane, namespace, "b", *args)
         assert result.returncode != 0, f"b's agent could reach {what}"
         assert "forbidden" in result.stderr.lower(), (what, result.stderr)
+    # Leases: it renews the one the operator made for it, and makes none (it could squat another's name).
+    spare = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "b-spare"}}
+    squat = as_agent(control_plane, namespace, "b", "create", "-f", "-", input_text=json.dumps(spare))
+    assert "forbidden" in squat.stderr.lower(), squat.stderr
     # Events: it may create its own, and may not change anyone's.
     event = {
         "apiVersion": "v1",
@@ -155,6 +161,45 @@ async def test_an_agent_identity_reaches_nothing_of_another_site(
     assert "forbidden" in patched.stderr.lower()
     a_status = await get_status(rest, SITE, namespace, "a")
     assert a_status.get("phase") != "Failed"
+
+
+def _renewal() -> str:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return json.dumps({"spec": {"holderIdentity": "b", "renewTime": now}})
+
+
+async def test_a_lease_renewal_is_the_heartbeat(
+    operator: RunningOperator, namespace: str, eventually: Eventually, control_plane: ControlPlane
+) -> None:
+    """The operator makes each site's Lease; the agent's identity renews its own, and that alone (no
+    status write) makes the operator count the agent as reporting."""
+    rest = operator.rest
+    await create(rest, site(namespace, "b"))
+
+    async def lease_made() -> bool:
+        try:
+            await rest.get(LEASE, namespace, "b-agent")
+        except NotFoundError:
+            return False
+        return True
+
+    await eventually(lease_made, 30, "b's heartbeat Lease made by the operator")
+
+    async def reporting_reason() -> str | None:
+        conditions = (await get_status(rest, SITE, namespace, "b")).get("conditions") or []
+        return next((c["reason"] for c in conditions if c["type"] == "AgentReporting"), None)
+
+    assert await reporting_reason() == "NeverReported"
+    renew = ["patch", "lease", "b-agent", "--type=merge", "-p", _renewal()]
+    renewed = as_agent(control_plane, namespace, "b", *renew)
+    assert renewed.returncode == 0, renewed.stderr
+
+    async def fresh() -> bool:
+        return await reporting_reason() == "HeartbeatFresh"
+
+    await eventually(fresh, 15, "the renewal to count as b's heartbeat")
+    assert "lastHeartbeatTime" not in await get_status(rest, SITE, namespace, "b")
+    assert (await get_status(rest, SITE, namespace, "b"))["heartbeatLease"] == "b-agent"
 
 
 async def test_the_agent_reports_in_its_site_and_the_operator_sums_up_the_policy(

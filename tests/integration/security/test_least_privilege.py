@@ -49,6 +49,7 @@ WATCHED_RULES: list[dict[str, Any]] = [
     },
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": WRITE},
     {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": WRITE},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": WRITE},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
 ]
 # In the operator's own namespace.

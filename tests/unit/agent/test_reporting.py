@@ -18,7 +18,7 @@ from patronus.agent.reporting import (
 from patronus.agent.switcher import PolicyRecord
 from patronus.api.site import SiteStatus
 from patronus.kube.fake import FakeKube
-from patronus.kube.resource import SITE
+from patronus.kube.resource import LEASE, SITE
 from patronus.runtime.clock import FakeClock
 from tests.unit.agent.fakes import LTE
 
@@ -100,5 +100,52 @@ async def test_the_site_reporter_reports_on_a_timer_and_when_kicked() -> None:
     site = kube.object(SITE, "ns", "a") or {}
     assert site["status"]["lastHeartbeatTime"] == "2026-01-01T00:00:03.000Z"
     assert all(r.kind != "policies" for r in kube.requests)  # the agent never writes a Policy
+    for task in tasks:
+        task.cancel()
+
+
+async def test_with_a_lease_the_heartbeat_renews_it_and_the_site_is_written_on_change() -> None:
+    clock = FakeClock()
+    kube = FakeKube()
+    kube.seed({"apiVersion": SITE.api_version, "kind": "Site", "metadata": {"name": "a", "namespace": "ns"},
+               "spec": {}})  # fmt: skip
+    lease_meta = {"name": "a-agent", "namespace": "ns"}
+    kube.seed({"apiVersion": LEASE.api_version, "kind": "Lease", "metadata": lease_meta,
+               "spec": {"leaseDurationSeconds": 30}})  # fmt: skip
+    queue = ReportQueue(kube, clock=clock)
+    digest = "d1"
+
+    def build() -> dict[str, object]:
+        return {"lastHeartbeatTime": clock.now().isoformat(), "agent": {"configDigest": digest}}
+
+    reporter = SiteReporter(
+        queue, namespace="ns", site="a", clock=clock, build=build, lease="a-agent", refresh=60.0
+    )
+    tasks = [asyncio.create_task(reporter.run()), asyncio.create_task(queue.run())]
+
+    def writes() -> tuple[int, int]:
+        return (
+            sum(1 for r in kube.requests if r.kind == "sites" and r.verb == "apply"),
+            sum(1 for r in kube.requests if r.kind == "leases" and r.verb == "apply"),
+        )
+
+    await clock.settle()
+    assert writes() == (1, 1), "the first beat writes both"
+    for _ in range(3):
+        clock.advance(10.0)
+        await clock.settle()
+    assert writes() == (1, 4), "unchanged: only the Lease is renewed"
+    lease = kube.object(LEASE, "ns", "a-agent") or {}
+    assert lease["spec"]["renewTime"].endswith("Z")
+    assert lease["spec"]["holderIdentity"] == "a"
+    assert lease["spec"]["leaseDurationSeconds"] == 30, "the operator's field is left alone"
+    digest = "d2"
+    reporter.kick()
+    await clock.settle()
+    assert writes() == (2, 5), "a change is written at once"
+    for _ in range(6):
+        clock.advance(10.0)
+        await clock.settle()
+    assert writes() == (3, 11), "and an unchanged report once a minute"
     for task in tasks:
         task.cancel()

@@ -24,6 +24,7 @@ def test_the_agent_is_told_its_config_map_and_key_secret() -> None:
         "--site": "a",
         "--namespace": LAB_NAMESPACE,
         "--config-map": child_names("a").config_map,
+        "--heartbeat-lease": child_names("a").lease,
         "--key-secret": child_names("a").secret,
         "--kubeconfig": "/tmp/lab dir/a.kubeconfig",
     }

@@ -91,6 +91,10 @@ there, which is what lets it create the agents' Roles without `escalate`.
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
   verbs: [get, list, watch, create, patch]
+# Each agent's heartbeat Lease, which the operator creates and the agent renews.
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]

@@ -10,7 +10,7 @@ from patronus.api import Path
 from patronus.api.parsers import parse_duration
 from patronus.kube.resource import PATH, ObjectKey
 from patronus.operator.context import Context
-from patronus.operator.path.status import effective_state, freshness, path_status, state_event
+from patronus.operator.path.status import agent_quiet, effective_state, freshness, path_status, state_event
 from patronus.operator.reconcile.apply import apply_status_if_changed
 from patronus.operator.reconcile.opening import Opening
 from patronus.runtime.controller import Result
@@ -32,7 +32,9 @@ class PathReconciler:
             for site in (spec.source.site_ref, spec.destination.site_ref)
             if self.ctx.caches.sites.get(key.namespace, site) is None
         ]
-        report = freshness(opened.status, parse_duration(spec.monitoring.interval), opened.now)
+        source = self.ctx.caches.sites.get(key.namespace, spec.source.site_ref)
+        interval = parse_duration(spec.monitoring.interval)
+        report = freshness(opened.status, interval, opened.now, agent_quiet=agent_quiet(source))
         status = path_status(opened.status, missing, report, now=opened.now, generation=opened.generation)
         await apply_status_if_changed(self.ctx.client, PATH, opened.obj, status)
         state = effective_state(opened.status, report)

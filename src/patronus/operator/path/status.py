@@ -1,8 +1,10 @@
 """A Path's status as the operator sees it: are both sites there, and is the agent's report fresh. Pure.
 
-The source site's agent writes ``state``/``health``/``lastChecked`` (its own field manager). The operator
-writes the conditions, and overrides ``state`` with ``unknown`` once the last report is older than three
-monitoring intervals (at least a second); the agent's next report takes the field back.
+The source site's agent writes ``state``/``health``/``lastChecked`` (its own field manager) when they
+change and at least every ``STATUS_REFRESH`` (60 s; see :mod:`patronus.api.reporting`). The operator
+writes the conditions, and overrides ``state`` with ``unknown`` once the report is stale: older than
+three refresh periods (or three monitoring intervals, if longer), or at once when the source site's
+agent has stopped renewing its heartbeat (30 s). The agent's next report takes the field back.
 """
 
 from __future__ import annotations
@@ -12,12 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from patronus.api.reporting import PATH_STALE_AFTER_REFRESHES, STATUS_REFRESH
 from patronus.kube.timestamps import parse_time
 from patronus.operator.reconcile.conditions import Cond, merge
 from patronus.runtime.events import EventType
-
-STALE_AFTER_INTERVALS = 3
-MIN_STALE_AFTER = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,17 +25,26 @@ class Freshness:
     age: float | None
     """Seconds since the agent's last check; None if it never reported."""
     stale_after: float
+    agent_quiet: bool = False
+    """The source site's agent stopped renewing its heartbeat: no report of it can be trusted."""
 
     @property
     def fresh(self) -> bool:
-        return self.age is not None and self.age <= self.stale_after
+        return not self.agent_quiet and self.age is not None and self.age <= self.stale_after
 
 
-def freshness(status: Mapping[str, Any], interval: float, now: datetime) -> Freshness:
+def freshness(status: Mapping[str, Any], interval: float, now: datetime, *, agent_quiet: bool) -> Freshness:
     when = parse_time(status.get("lastChecked"))
-    # At least a second: a report's write takes time, and an older agent stamps whole seconds.
-    stale_after = max(STALE_AFTER_INTERVALS * interval, MIN_STALE_AFTER)
-    return Freshness(None if when is None else (now - when).total_seconds(), stale_after)
+    stale_after = PATH_STALE_AFTER_REFRESHES * max(interval, STATUS_REFRESH)
+    return Freshness(None if when is None else (now - when).total_seconds(), stale_after, agent_quiet)
+
+
+def agent_quiet(site: Mapping[str, Any] | None) -> bool:
+    """The operator found the site's heartbeat stale (not merely never sent: a new site's paths say
+    ``NeverReported`` themselves)."""
+    conditions = ((site or {}).get("status") or {}).get("conditions") or []
+    reporting = next((c for c in conditions if isinstance(c, dict) and c.get("type") == "AgentReporting"), {})
+    return reporting.get("reason") == "HeartbeatStale"
 
 
 def sites_condition(missing: Sequence[str]) -> Cond:
@@ -49,7 +58,9 @@ def reporting_condition(report: Freshness) -> Cond:
         return Cond("Reporting", "True", "ReportFresh")
     if report.age is None:
         return Cond("Reporting", "False", "NeverReported", "the source site's agent has not reported yet")
-    message = f"no report for more than {STALE_AFTER_INTERVALS} monitoring intervals"
+    if report.agent_quiet:
+        return Cond("Reporting", "False", "AgentQuiet", "the source site's agent sends no heartbeat")
+    message = f"no report for more than {report.stale_after:.0f}s"
     return Cond("Reporting", "False", "ReportStale", message)
 
 

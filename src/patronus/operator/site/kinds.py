@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from patronus.kube.resource import (
     CONFIG_MAP,
     DEPLOYMENT,
+    LEASE,
     PERSISTENT_VOLUME_CLAIM,
     ROLE,
     ROLE_BINDING,
@@ -54,5 +55,6 @@ CHILD_KINDS: tuple[ChildKind, ...] = (
     ChildKind(DEPLOYMENT, "deployment", "agent", second_wave=True),
     ChildKind(PERSISTENT_VOLUME_CLAIM, "pvc", "data"),
     ChildKind(SERVICE, "service", "wg", dns1035=True),
+    ChildKind(LEASE, "lease", "agent"),
 )
 CHILD_KINDS_BY_NAME: dict[str, ChildKind] = {child.resource.kind: child for child in CHILD_KINDS}

@@ -14,8 +14,8 @@ from dataclasses import replace
 from typing import Any
 
 from patronus.api import Site
-from patronus.kube.resource import CONFIG_MAP, SITE, ObjectKey
-from patronus.kube.timestamps import parse_time
+from patronus.api.reporting import HEARTBEAT_STALE_AFTER
+from patronus.kube.resource import CONFIG_MAP, LEASE, SITE, ObjectKey
 from patronus.operator.context import Context
 from patronus.operator.indexes import ALL_SITES, BY_ENFORCING_SITE, BY_SOURCE, ref
 from patronus.operator.reconcile.apply import apply_status_if_changed
@@ -27,7 +27,12 @@ from patronus.operator.site.conflicts import duplicate_key_condition, key_rival,
 from patronus.operator.site.keys import KeyMaterial, resolve_keys
 from patronus.operator.site.peers import peer_views
 from patronus.operator.site.render import ConfigRenderer, RenderedConfig
-from patronus.operator.site.status import HEARTBEAT_STALE_AFTER, SiteFacts, phase_event, site_status
+from patronus.operator.site.status import (
+    SiteFacts,
+    last_heartbeat,
+    phase_event,
+    site_status,
+)
 from patronus.runtime.cache import Object
 from patronus.runtime.controller import Result
 from patronus.topology import SiteView, site_view
@@ -109,7 +114,10 @@ class SiteReconciler:
         paths: Sequence[Object],
         peers: Sequence[SiteView],
     ) -> SiteFacts:
-        heartbeat = parse_time(opened.status.get("lastHeartbeatTime"))
+        metadata = opened.obj["metadata"]
+        names = child_names(metadata["name"])
+        lease = self.ctx.caches.child(LEASE).get(metadata["namespace"], names.lease)
+        heartbeat = last_heartbeat(opened.status, lease)
         return SiteFacts(
             generation=opened.generation,
             heartbeat_age=(opened.now - heartbeat).total_seconds() if heartbeat else None,
@@ -122,7 +130,8 @@ class SiteReconciler:
             ready_peers=sum(1 for view in peers if view.public_key and view.overlay_address),
             public_key=keys.public_key,
             overlay_address=assignment.address,
-            config_map=child_names(opened.model.metadata.name).config_map,
+            config_map=names.config_map,
+            heartbeat_lease=names.lease,
         )
 
     async def _apply_children(

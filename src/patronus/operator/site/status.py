@@ -1,8 +1,11 @@
 """A Site's status, computed from what the operator knows and what the site's agent reports. Pure.
 
-The agent reports in the same status, under its own field manager: ``lastHeartbeatTime`` about every
-10 s, and ``agent`` (its version, the digest of the configuration it runs, and why it refused a newer
-one). From those and the site's Paths the operator derives the phase and the conditions:
+The agent renews its heartbeat Lease (``{site}-agent``) about every 10 s, and reports in the same
+status, under its own field manager, when something changes and at least every minute:
+``lastHeartbeatTime`` (the time of that report) and ``agent`` (its version, the digest of the
+configuration it runs, and why it refused a newer one). The newer of the Lease's ``renewTime`` and
+``lastHeartbeatTime`` is the heartbeat. From those and the site's Paths the operator derives the phase
+and the conditions:
 
 - ``KeysReady`` and ``AddressAssigned``: the site can work as specified (else ``Failed``);
 - ``AgentReporting``: a heartbeat within the last 30 s (never one: ``Pending``; a stale one: ``Degraded``);
@@ -21,19 +24,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from patronus.api.reporting import HEARTBEAT_STALE_AFTER
+from patronus.kube.timestamps import parse_time
 from patronus.operator.reconcile.conditions import Cond, merge
 from patronus.runtime.cache import Object
 from patronus.runtime.events import EventType
 from patronus.topology import mean_health
 
-# The agent writes status.lastHeartbeatTime this often; three missed beats and the site is not Active.
-AGENT_HEARTBEAT_INTERVAL = 10.0
-HEARTBEAT_STALE_AFTER = 3 * AGENT_HEARTBEAT_INTERVAL
 CONFIG_REJECTED = "ConfigRejected"
 DATA_PLANE_ERROR = "DataPlaneError"
 # The agent runs what it was given, or cannot: the site then does not work as specified.
 _NOT_RUNNING = frozenset({CONFIG_REJECTED, DATA_PLANE_ERROR})
 _DIGEST_SHOWN = 12
+
+
+def last_heartbeat(status: Mapping[str, Any], lease: Mapping[str, Any] | None) -> datetime | None:
+    """The agent's latest sign of life: its Lease's renewal or its latest status report."""
+    renewed = parse_time(((lease or {}).get("spec") or {}).get("renewTime"))
+    reported = parse_time(status.get("lastHeartbeatTime"))
+    times = [when for when in (renewed, reported) if when is not None and when.tzinfo is not None]
+    return max(times) if times else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +67,7 @@ class SiteFacts:
     public_key: str | None
     overlay_address: str | None
     config_map: str
+    heartbeat_lease: str
 
 
 def _state(path: Object) -> Any:
@@ -126,6 +137,7 @@ def site_status(previous: Mapping[str, Any], facts: SiteFacts, *, now: datetime)
         "peers": facts.ready_peers,
         "activePaths": len(up),
         "configMap": facts.config_map,
+        "heartbeatLease": facts.heartbeat_lease,
         "observedGeneration": facts.generation,
         "conditions": merge(
             previous.get("conditions"),

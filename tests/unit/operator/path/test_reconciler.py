@@ -11,8 +11,19 @@ from patronus.operator.path.reconciler import PathReconciler
 from patronus.operator.wiring.filters import path_changed_beyond_check
 from tests.unit.operator.world import START, World, path, site, writes_of
 
-FRESH = "2026-03-01T11:59:58.000Z"  # 2 s before the world's clock: within 3 x 10 s
-STALE = "2026-03-01T11:59:00.000Z"  # 60 s before
+FRESH = "2026-03-01T11:59:58.000Z"  # 2 s before the world's clock: within 3 refreshes of 60 s
+STALE = "2026-03-01T11:56:50.000Z"  # 190 s before
+QUIET = {
+    "conditions": [
+        {
+            "type": "AgentReporting",
+            "status": "False",
+            "reason": "HeartbeatStale",
+            "message": "no heartbeat for more than 30s",
+            "lastTransitionTime": "2026-03-01T11:59:00Z",
+        }
+    ]
+}
 
 # objects -> (writes, state written by the operator or None, (Reporting, Ready) reasons)
 CASES: dict[str, tuple[list[dict[str, Any]], list[tuple[str, str, str]], str | None, tuple[str, str]]] = {
@@ -39,6 +50,12 @@ CASES: dict[str, tuple[list[dict[str, Any]], list[tuple[str, str, str]], str | N
         [("apply", "paths/status", "p")],
         "unknown",
         ("ReportStale", "NoRecentReport"),
+    ),
+    "fresh report of a quiet agent": (
+        [site("a", status=QUIET), site("b"), path("p", "a", "b", state="up", lastChecked=FRESH)],
+        [("apply", "paths/status", "p")],
+        "unknown",
+        ("AgentQuiet", "NoRecentReport"),
     ),
     "a site is missing": (
         [site("a"), path("p", "a", "b", state="up", lastChecked=FRESH)],
@@ -74,8 +91,8 @@ async def test_a_path_going_quiet_turns_unknown_with_an_event_and_a_requeue_befo
     reconciler = PathReconciler(world.ctx)
     await world.reconcile(reconciler, "p")
     assert world.last_result is not None
-    assert world.last_result.requeue_after == pytest.approx(28.5), "looked at again when it would go stale"
-    world.clock.advance(40)
+    assert world.last_result.requeue_after == pytest.approx(178.5), "looked at again when it would go stale"
+    world.clock.advance(190)
     await world.reconcile(reconciler, "p")
     assert world.status(PATH, "p")["state"] == "unknown"
     assert world.events.reasons() == ["PathStale"]
@@ -106,7 +123,7 @@ async def test_a_check_the_path_controller_drops_would_have_written_nothing() ->
         await _agent_checks(world, state="up", lastChecked=world.later(0), health={"healthScore": score})
         assert not path_changed_beyond_check(before, world.get(PATH, "p"))
         assert await world.reconcile(PathReconciler(world.ctx), "p") == []
-    world.clock.advance(10.5)  # the requeue asked for at the first report
+    world.clock.advance(160.5)  # the requeue asked for at the first report
     assert await world.reconcile(reconciler, "p") == []
     assert world.last_result is not None
     assert world.last_result.requeue_after == pytest.approx(20.0)

@@ -139,6 +139,7 @@ def test_every_child_has_name_namespace_labels_and_owner(scenario: list[dict[str
         "Deployment": names.deployment,
         "PersistentVolumeClaim": names.pvc,
         "Service": names.service,
+        "Lease": names.lease,
     }
     for child in scenario:
         metadata = child["metadata"]
@@ -173,6 +174,7 @@ def test_child_names_follow_the_site_name() -> None:
         role_binding="branch-nyc-agent",
         deployment="branch-nyc-agent",
         pvc="branch-nyc-data",
+        lease="branch-nyc-agent",
         service="branch-nyc-wg",
     )
 
@@ -234,6 +236,7 @@ def test_full_set_in_apply_order(config: OperatorConfig) -> None:
         "ServiceAccount",
         "Role",
         "RoleBinding",
+        "Lease",
         "Deployment",
         "PersistentVolumeClaim",
         "Service",
@@ -243,13 +246,13 @@ def test_full_set_in_apply_order(config: OperatorConfig) -> None:
 def test_no_secret_when_the_user_manages_the_key(config: OperatorConfig) -> None:
     obj, site = make_site(**SCENARIOS["user-secret"][0])
     kinds = [child["kind"] for child in build(config, obj, site, secret_name="nyc-key", generated=False)[0]]
-    assert kinds == ["ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Deployment", "Service"]
+    assert kinds == ["ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Lease", "Deployment", "Service"]
 
 
 def test_external_site_gets_no_workload(config: OperatorConfig) -> None:
     obj, site = make_site(resources={"storage": "10Gi"}, **SCENARIOS["external"][0])
     kinds = [child["kind"] for child in build(config, obj, site, external=True)[0]]
-    assert kinds == ["ConfigMap", "ServiceAccount", "Role", "RoleBinding"]
+    assert kinds == ["ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Lease"]
 
 
 def test_external_site_with_a_generated_key_is_a_bug(config: OperatorConfig) -> None:
@@ -397,8 +400,10 @@ def test_role_is_least_privilege(paths: list[str], secret_name: str | None) -> N
         else:
             assert rule["resources"] == ["events"], "only events cannot be limited by name"
         if WRITE_VERBS & set(rule["verbs"]):
-            assert rule["resources"][0].endswith("/status") or rule["resources"] == ["events"], rule
+            assert rule["resources"][0].endswith("/status") or rule["resources"] in (["events"], ["leases"])
     rules = rules_by_resource(role)
+    assert rules["leases"]["resourceNames"] == [ch.child_names("branch-nyc").lease], "its own Lease only"
+    assert rules["leases"]["verbs"] == ["get", "patch"], "the operator creates the Lease; the agent renews it"
     assert rules["events"]["verbs"] == ["create"], "the agent creates Events; it changes none"
     assert "policies" not in rules, "Policy status is the operator's"
     assert "policies/status" not in rules
@@ -437,6 +442,12 @@ def test_role_rules_exactly() -> None:
             "resources": ["secrets"],
             "verbs": ["get"],
             "resourceNames": ["branch-nyc-wireguard"],
+        },
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "patch"],
+            "resourceNames": ["branch-nyc-agent"],
         },
         {"apiGroups": [group], "resources": ["paths"], "verbs": read, "resourceNames": ["nyc-to-sf"]},
         {
@@ -503,6 +514,8 @@ def test_deployment_runs_one_agent(config: OperatorConfig) -> None:
         "--site",
         "branch-nyc",
         "--config-map",
+        "branch-nyc-agent",
+        "--heartbeat-lease",
         "branch-nyc-agent",
         "--key-file",
         "/etc/patronus/keys/privateKey",

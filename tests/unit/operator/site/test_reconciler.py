@@ -24,6 +24,7 @@ WAVE_ONE_GENERATED = [
     ("apply", "configmaps", "a-agent"),
     ("apply", "serviceaccounts", "a-agent"),
     ("apply", "roles", "a-agent"),
+    ("apply", "leases", "a-agent"),
     ("apply", "services", "a-wg"),
 ]
 WAVE_TWO = [("apply", "rolebindings", "a-agent"), ("apply", "deployments", "a-agent")]
@@ -39,6 +40,7 @@ CASES: dict[str, tuple[list[dict[str, Any]], list[tuple[str, str, str]]]] = {
             ("apply", "configmaps", "a-agent"),
             ("apply", "serviceaccounts", "a-agent"),
             ("apply", "roles", "a-agent"),
+            ("apply", "leases", "a-agent"),
             ("apply", "rolebindings", "a-agent"),
             ("apply", "sites/status", "a"),
         ],

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from patronus.operator.reconcile.conditions import Cond
-from patronus.operator.site.status import SiteFacts, phase_event, site_status
+from patronus.operator.site.status import SiteFacts, last_heartbeat, phase_event, site_status
 from tests.unit.operator.world import START
 
 DIGEST = "d" * 64
@@ -33,6 +34,7 @@ BASE = SiteFacts(
     public_key="pub",
     overlay_address="100.96.0.9",
     config_map="a-agent",
+    heartbeat_lease="a-agent",
 )
 
 # facts -> (phase, Ready reason, ConfigApplied as (status, reason))
@@ -122,6 +124,7 @@ def test_the_operator_owned_fields() -> None:
         "peers": 2,
         "activePaths": 2,
         "configMap": "a-agent",
+        "heartbeatLease": "a-agent",
         "observedGeneration": 2,
         "publicKey": "pub",
         "overlayAddress": "100.96.0.9",
@@ -151,3 +154,16 @@ def test_a_refusal_says_why() -> None:
 def test_phase_events(before: str | None, after: str, reason: str | None) -> None:
     event = phase_event(before, after)
     assert (event[1] if event else None) == reason
+
+
+def test_the_heartbeat_is_the_newer_of_the_lease_and_the_report() -> None:
+    renewed = {"spec": {"renewTime": "2026-03-01T12:00:10.000000Z"}}
+    report = {"lastHeartbeatTime": "2026-03-01T12:00:05.000Z"}
+    assert last_heartbeat(report, renewed) == datetime(2026, 3, 1, 12, 0, 10, tzinfo=UTC)
+    assert last_heartbeat({"lastHeartbeatTime": "2026-03-01T12:00:20.000Z"}, renewed) == datetime(
+        2026, 3, 1, 12, 0, 20, tzinfo=UTC
+    ), "an agent started without a Lease reports in its status"
+    assert last_heartbeat(report, None) == datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
+    assert last_heartbeat({}, {"spec": {}}) is None
+    naive = {"spec": {"renewTime": "2026-03-01T12:00:10"}}
+    assert last_heartbeat({"lastHeartbeatTime": "soon"}, naive) is None

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from patronus.operator.wiring.filters import (
+    lease_renewal_matters,
     more_than_status_changed,
     overlay_address_changed,
     path_changed_beyond_check,
@@ -17,7 +18,9 @@ from patronus.operator.wiring.filters import (
     public_key_changed,
     site_changed_beyond_heartbeat,
     spec_changed,
+    spec_or_agent_reporting_changed,
 )
+from tests.unit.operator.world import World, site
 
 
 def _path_of(**status: Any) -> dict[str, Any]:
@@ -185,3 +188,47 @@ def test_policy_states_whatever_the_order_of_the_reports() -> None:
     assert policy_states_changed(site(voice, web), site(voice)), "a policy gone"
     assert policy_states_changed(site(voice), site({"name": "web", "active": True})), "another policy"
     assert not policy_states_changed(site(voice, "junk"), site(voice, "junk")), "odd entries are ignored"
+
+
+def _lease(renewed: str | None, **spec: Any) -> dict[str, Any]:
+    owner = {"apiVersion": "sdwan.patronus.dev/v1alpha1", "kind": "Site", "name": "a", "controller": True}
+    body: dict[str, Any] = {"leaseDurationSeconds": 30, **spec}
+    if renewed is not None:
+        body["renewTime"] = renewed
+    metadata = {"name": "a-agent", "namespace": "ns", "ownerReferences": [owner], "resourceVersion": renewed}
+    return {"metadata": metadata, "spec": body}
+
+
+def _reporting_site(status: str) -> dict[str, Any]:
+    conditions = [{"type": "AgentReporting", "status": status, "reason": "R", "lastTransitionTime": T0}]
+    return site("a", status={"conditions": conditions})
+
+
+@pytest.mark.parametrize(
+    ("reporting", "old", "new", "matters"),
+    [
+        ("True", _lease(T0), _lease(T10), False),  # the usual beat: the planned requeue reads it
+        ("False", _lease(T0), _lease(T10), True),  # back from a silence
+        ("True", _lease(None), _lease(T0), True),  # the first renewal
+        ("True", _lease(T10), _lease(T0), True),  # backwards: the planned requeue would come too late
+        ("True", _lease(T0), _lease(T0, leaseDurationSeconds=60), True),  # more than a renewal
+        ("True", _lease(T0), _lease(T0), False),
+    ],
+)
+def test_which_lease_renewals_requeue_the_site(
+    reporting: str, old: dict[str, Any], new: dict[str, Any], matters: bool
+) -> None:
+    world = World(_reporting_site(reporting))
+    assert lease_renewal_matters(world.ctx.caches.sites, old, new) is matters
+
+
+def test_a_renewal_of_a_lease_whose_site_is_gone_counts() -> None:
+    assert lease_renewal_matters(World().ctx.caches.sites, _lease(T0), _lease(T10))
+
+
+def test_what_a_path_reads_from_its_sites() -> None:
+    quiet = {"status": {"conditions": [{"type": "AgentReporting", "reason": "HeartbeatStale"}]}}
+    fresh = {"status": {"conditions": [{"type": "AgentReporting", "reason": "HeartbeatFresh"}]}}
+    base = {"metadata": {"name": "a", "generation": 1}, "spec": {}}
+    assert spec_or_agent_reporting_changed({**base, **fresh}, {**base, **quiet})
+    assert not spec_or_agent_reporting_changed({**base, **fresh}, {**base, **fresh, "x": 1})

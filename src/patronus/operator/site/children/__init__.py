@@ -11,7 +11,7 @@ builders are deterministic (equal inputs give equal dicts) and never emit empty 
 server drops those, and a field it drops would look like a difference forever.
 
 Modules: ``names`` (names, labels, owner), ``data`` (key Secret, ConfigMap), ``rbac`` (ServiceAccount,
-Role, RoleBinding), ``workload`` (Deployment, Service, PVC).
+Role, RoleBinding, heartbeat Lease), ``workload`` (Deployment, Service, PVC).
 """
 
 from __future__ import annotations
@@ -30,7 +30,12 @@ from patronus.operator.site.children.names import (
     site_identity,
     site_label_value,
 )
-from patronus.operator.site.children.rbac import agent_role, agent_role_binding, service_account
+from patronus.operator.site.children.rbac import (
+    agent_role,
+    agent_role_binding,
+    heartbeat_lease,
+    service_account,
+)
 from patronus.operator.site.children.workload import (
     agent_deployment,
     data_pvc,
@@ -86,6 +91,7 @@ def desired_children(
         service_account(site_obj),
         agent_role(site_obj, path_names=path_names, secret_name=secret_name),
         agent_role_binding(site_obj),
+        heartbeat_lease(site_obj),
     ]
     if external:
         return children

@@ -44,6 +44,7 @@ class ChildNames:
     deployment: str
     pvc: str
     service: str
+    lease: str
 
     def by_kind(self) -> dict[str, str]:
         """Each child's name by its kind."""

@@ -1,8 +1,9 @@
 """The agent's identity and what it may do: a ServiceAccount, a Role and its RoleBinding. Pure.
 
 The agent reads its own Site, its own Paths and ConfigMap, and its key Secret, each by name; it writes
-only its own Site's and Paths' status and creates Events. It has no access to Policies (their status is
-the operator's, aggregated from the Sites' reports) and none to another site's objects.
+only its own Site's and Paths' status and its own heartbeat Lease, and creates Events. It has no access
+to Policies (their status is the operator's, aggregated from the Sites' reports) and none to another
+site's objects.
 """
 
 from __future__ import annotations
@@ -11,11 +12,31 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from patronus.api.meta import API_GROUP
+from patronus.api.reporting import HEARTBEAT_STALE_AFTER
 from patronus.operator.site.children.names import child_metadata, child_names, site_identity
 
+LEASE_GROUP = "coordination.k8s.io"
+LEASE_DURATION_SECONDS = int(HEARTBEAT_STALE_AFTER)
+"""What the Lease tells a reader; the operator's rule is ``api.reporting.HEARTBEAT_STALE_AFTER``."""
 _READ = ("get", "list", "watch")
 # get too: `kubectl patch --subresource=status` and client-go read the subresource before writing it.
 _WRITE_STATUS = ("get", "patch")
+
+
+def heartbeat_lease(site_obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The Lease the agent renews every few seconds as its heartbeat (as kubelets renew theirs).
+
+    A renewal is a write of a small object that only the Site controller watches, instead of a rewrite of
+    the whole Site status, which every controller watching Sites would decode. The operator makes it, so
+    no agent can create (or squat) another site's Lease; the agent may only renew its own, by name.
+    """
+    site_name, _ = site_identity(site_obj)
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": child_metadata(site_obj, child_names(site_name).lease),
+        "spec": {"leaseDurationSeconds": LEASE_DURATION_SECONDS},
+    }
 
 
 def service_account(site_obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -69,6 +90,8 @@ def agent_role(
         *_read_and_status_rules("sites", [site_name]),
         *_read_and_status_rules("paths", path_names),
         _rule("", "configmaps", _READ, [names.config_map]),
+        # Renewed by server-side apply; the operator created it, so the agent needs no "create".
+        _rule(LEASE_GROUP, "leases", ("get", "patch"), [names.lease]),
         _rule("", "events", ["create"], None),
     ]
     if secret_name:

@@ -144,6 +144,7 @@ def _volumes(
 def agent_args(site_name: str, names: ChildNames, *, key_file: bool) -> list[str]:
     """``patronus agent run`` with every name and port the agent needs; its namespace is POD_NAMESPACE."""
     args = ["agent", "run", "--site", site_name, "--config-map", names.config_map]
+    args += ["--heartbeat-lease", names.lease]
     if key_file:
         args += ["--key-file", KEY_FILE]
     return [*args, "--health-port", str(HEALTH_PORT), "--metrics-port", str(METRICS_PORT)]
