@@ -103,7 +103,7 @@ async def converged(rest: RestClient, namespace: str, work: Workload) -> bool:
 
 # -- the operator process (this one) -------------------------------------------------------------------
 
-WARM_UP_ROUNDS = 12
+WARM_UP_ROUNDS = 36
 ON_TIME = 1.0
 """A heartbeat that starts within this many seconds of its slot is on time."""
 

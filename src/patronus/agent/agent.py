@@ -36,7 +36,7 @@ from patronus.agent.report_queue import Report, ReportQueue
 from patronus.agent.sitewatch import SiteWatch
 from patronus.agent.tasks import TaskSupervisor
 from patronus.kube.client import KubeClient
-from patronus.kube.resource import SITE
+from patronus.kube.resource import LEASE, SITE
 from patronus.runtime.clock import Clock, SystemClock
 from patronus.runtime.events import EventRecorder
 from patronus.runtime.health import HealthServer, HttpServer, MetricsServer
@@ -93,7 +93,9 @@ class SiteAgent:
         self.options = options
         self.clock = clock or SystemClock()
         self.site_watch = SiteWatch(client, options.namespace, options.site, clock=self.clock)
-        self.reports = ReportQueue(client, clock=self.clock, on_not_found=self._not_found)
+        self.reports = ReportQueue(
+            client, clock=self.clock, on_not_found=self._not_found, on_refused=self._refused
+        )
         self.events = EventRecorder(
             client,
             "patronus-agent",
@@ -199,6 +201,12 @@ class SiteAgent:
     def _not_found(self, report: Report) -> None:
         if report.kind == SITE and report.name == self.options.site:
             self.site_watch.not_found()
+        else:
+            self._refused(report)
+
+    def _refused(self, report: Report) -> None:
+        if report.kind == LEASE:  # gone (404), or gone and not ours to create (403)
+            self.core.site_reporter.lease_missing()
 
     def _restarted(self, task: str) -> None:
         self.core.metrics.task_restarts.labels(self.options.site, task).inc()

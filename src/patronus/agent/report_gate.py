@@ -37,11 +37,12 @@ class ReportGate:
         self.refresh = refresh
         self._last: dict[str, _Written] = {}
 
-    def due(self, key: str, status: Status, now: float) -> bool:
-        """Whether ``status`` should be written now; if so, it becomes the one later reports are
-        compared with."""
+    def due(self, key: str, status: Status, now: float, *, always: bool = False) -> bool:
+        """Whether ``status`` should be written now (``always``: yes); if so, it becomes the one later
+        reports are compared with."""
         last = self._last.get(key)
-        if last is not None and now - last.at < self.refresh and self._same(last.status, status):
+        unchanged = last is not None and now - last.at < self.refresh and self._same(last.status, status)
+        if unchanged and not always:
             return False
         self._last[key] = _Written(status, now)
         return True

@@ -13,7 +13,8 @@ agent's field manager.
 - **Failures**: an unreachable API server, 429 or 5xx pause the whole queue with jittered exponential
   backoff (every write would fail the same way; the report stays queued unless a newer one replaced it).
   A 404 means the object is gone: the report is dropped and ``on_not_found`` is told (for the agent's own
-  Site that means stop). Any other refusal (4xx) is dropped with a warning: it would fail again.
+  Site that means stop). Any other refusal (4xx) is dropped with a warning (it would fail again) and
+  ``on_refused`` is told (a heartbeat Lease the agent may not create is missing: 403, not 404).
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class ReportQueue:
         max_pending: int = MAX_PENDING,
         backoff: Backoff | None = None,
         on_not_found: Callable[[Report], None] = lambda _report: None,
+        on_refused: Callable[[Report], None] = lambda _report: None,
     ) -> None:
         self._client = client
         self._clock = clock
@@ -102,6 +104,7 @@ class ReportQueue:
         self.max_pending = max_pending
         self._backoff = backoff or Backoff(BACKOFF_INITIAL, BACKOFF_MAX)
         self._on_not_found = on_not_found
+        self._on_refused = on_refused
         self._pending: OrderedDict[Key, Report] = OrderedDict()
         self._full = False
         self._wake = asyncio.Event()
@@ -168,6 +171,7 @@ class ReportQueue:
                 return self._retry_later(report, str(error))
             self.stats.dropped += 1
             log.warning("report refused", kind=report.kind.kind, name=report.name, error=str(error))
+            self._on_refused(report)
             return 0.0
         except Exception as error:  # unreachable, timed out, connection broken: the API comes back later
             return self._retry_later(report, repr(error) if not str(error) else str(error))

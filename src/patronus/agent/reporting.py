@@ -36,6 +36,9 @@ from patronus.api.site import AgentReport, SitePolicyReport
 from patronus.kube.resource import LEASE, PATH, SITE
 from patronus.kube.timestamps import format_micro_time, format_time
 from patronus.runtime.clock import Clock
+from patronus.runtime.logs import get_logger
+
+log = get_logger(__name__)
 
 MAX_MESSAGE = 1024
 
@@ -140,19 +143,28 @@ class SiteReporter:
         self._build = build
         self.lease = lease
         self.interval = interval
-        self._gate = ReportGate(same_site_report, refresh if lease else 0.0)
+        self._gate = ReportGate(same_site_report, refresh)
         self._kicked = asyncio.Event()
+        self._lease_missing_until = float("-inf")
 
     def kick(self) -> None:
         """Report now (a failover: ``kubectl get`` should show it within a round trip)."""
         self._kicked.set()
 
+    def lease_missing(self) -> None:
+        """The Lease is not there (404): the heartbeat goes in the Site status for the next ``refresh``
+        seconds, while the operator makes the Lease again."""
+        self._lease_missing_until = self._clock.monotonic() + self._gate.refresh
+        log.warning("heartbeat Lease not found; reporting the heartbeat in the Site status", lease=self.lease)
+
     def report_now(self) -> None:
+        now = self._clock.monotonic()
         if self.lease is not None:
             renewal = {"holderIdentity": self._site, "renewTime": format_micro_time(self._clock.now())}
             self._queue.put(Report(LEASE, self._namespace, self.lease, renewal, essential=True, part="spec"))
         status = self._build()
-        if self._gate.due(self._site, status, self._clock.monotonic()):
+        beating_here = self.lease is None or now < self._lease_missing_until
+        if self._gate.due(self._site, status, now, always=beating_here):
             self._queue.put(Report(SITE, self._namespace, self._site, status, essential=True))
 
     async def run(self) -> None:

@@ -70,6 +70,14 @@ async def get_status(rest: RestClient, kind: Any, namespace: str, name: str) -> 
     return dict((await rest.get(kind, namespace, name)).get("status") or {})
 
 
+async def exists(rest: RestClient, kind: Any, namespace: str, name: str) -> bool:
+    try:
+        await rest.get(kind, namespace, name)
+    except NotFoundError:
+        return False
+    return True
+
+
 async def test_mesh_paths_follow_topology_sites_and_deletion(
     operator: RunningOperator, namespace: str, eventually: Eventually
 ) -> None:
@@ -405,11 +413,7 @@ async def test_site_deletion_removes_it_from_peers_config(
     await eventually(lambda: _equals(peers_of_a(), {"b"}), 30, "c leaves a's configuration")
 
     async def children_of_c_gone() -> bool:
-        try:
-            await rest.get(CONFIG_MAP, namespace, "c-agent")
-        except NotFoundError:
-            return True
-        return False
+        return not await exists(rest, CONFIG_MAP, namespace, "c-agent")
 
     await eventually(children_of_c_gone, 60, "c's children garbage-collected")
 

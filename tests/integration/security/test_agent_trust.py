@@ -14,7 +14,7 @@ from patronus.controlplane.launcher import ControlPlane
 from patronus.kube.errors import NotFoundError
 from patronus.kube.resource import CONFIG_MAP, DEPLOYMENT, LEASE, POLICY, SITE
 from tests.integration.operator.conftest import Eventually, RunningOperator
-from tests.integration.operator.test_controllers import GV, create, get_status, mesh, site
+from tests.integration.operator.test_controllers import GV, create, exists, get_status, mesh, site
 
 
 def as_agent(
@@ -176,14 +176,8 @@ async def test_a_lease_renewal_is_the_heartbeat(
     rest = operator.rest
     await create(rest, site(namespace, "b"))
 
-    async def lease_made() -> bool:
-        try:
-            await rest.get(LEASE, namespace, "b-agent")
-        except NotFoundError:
-            return False
-        return True
-
-    await eventually(lease_made, 30, "b's heartbeat Lease made by the operator")
+    made = "b's heartbeat Lease made by the operator"
+    await eventually(lambda: exists(rest, LEASE, namespace, "b-agent"), 30, made)
 
     async def reporting_reason() -> str | None:
         conditions = (await get_status(rest, SITE, namespace, "b")).get("conditions") or []

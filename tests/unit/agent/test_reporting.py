@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from patronus.agent.dataplane.routing import PolicyCounters
 from patronus.agent.probe_stats import CheckResult, summarize
-from patronus.agent.report_queue import ReportQueue
+from patronus.agent.report_queue import Report, ReportQueue
 from patronus.agent.reporting import (
     SiteReporter,
     agent_report,
@@ -17,6 +17,7 @@ from patronus.agent.reporting import (
 )
 from patronus.agent.switcher import PolicyRecord
 from patronus.api.site import SiteStatus
+from patronus.kube.errors import ApiError
 from patronus.kube.fake import FakeKube
 from patronus.kube.resource import LEASE, SITE
 from patronus.runtime.clock import FakeClock
@@ -147,5 +148,47 @@ async def test_with_a_lease_the_heartbeat_renews_it_and_the_site_is_written_on_c
         clock.advance(10.0)
         await clock.settle()
     assert writes() == (3, 11), "and an unchanged report once a minute"
+    for task in tasks:
+        task.cancel()
+
+
+async def test_without_its_lease_the_agent_beats_in_its_site_status_for_a_while() -> None:
+    clock = FakeClock()
+    kube = FakeKube()
+    kube.seed({"apiVersion": SITE.api_version, "kind": "Site", "metadata": {"name": "a", "namespace": "ns"},
+               "spec": {}})  # fmt: skip
+    # The API server answers an apply to a Lease that is gone with 403: creating it is not the agent's.
+    forbidden = ApiError(403, "Forbidden", "leases.coordination.k8s.io is forbidden")
+    kube.fail_next(forbidden, verb="apply", kind=LEASE, times=3)
+    reporter: SiteReporter | None = None
+
+    def refused(report: Report) -> None:
+        assert reporter is not None
+        if report.kind == LEASE:
+            reporter.lease_missing()
+
+    queue = ReportQueue(kube, clock=clock, on_refused=refused)
+    reporter = SiteReporter(
+        queue, namespace="ns", site="a", clock=clock, build=lambda: {"agent": {}}, lease="a-agent"
+    )
+    tasks = [asyncio.create_task(reporter.run()), asyncio.create_task(queue.run())]
+
+    def site_writes() -> int:
+        return sum(1 for r in kube.requests if r.kind == "sites" and r.verb == "apply")
+
+    await clock.settle()
+    assert site_writes() == 1
+    for _ in range(3):
+        clock.advance(10.0)
+        await clock.settle()
+    assert site_writes() == 4, "no Lease to renew: every beat goes in the Site status"
+    for _ in range(9):
+        clock.advance(10.0)
+        await clock.settle()
+    # Renewals fail at 0, 10 and 20 s: the status carries the beat until 60 s after the last (70 s), then
+    # waits for the refresh (130 s).
+    assert site_writes() == 8, "once the Lease is renewed again, the status waits for the refresh"
+    lease = kube.object(LEASE, "ns", "a-agent") or {}
+    assert "renewTime" in lease.get("spec", {})
     for task in tasks:
         task.cancel()

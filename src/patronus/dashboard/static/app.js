@@ -249,7 +249,7 @@ function renderSite(name) {
       el("dt", {}, "Subnets"), el("dd", {}, site.subnets.join(", ") || "–"),
       el("dt", {}, "Health"), el("dd", {}, fmt(site.healthScore)),
       el("dt", {}, "Active paths"), el("dd", {}, site.activePaths ?? "–"),
-      el("dt", {}, "Last heartbeat"), el("dd", {}, when(site.lastHeartbeatTime)),
+      el("dt", {}, "Last report"), el("dd", {}, when(site.lastHeartbeatTime)),
       el("dt", {}, "Agent"), el("dd", {}, site.agentVersion || "–", site.configError ? ` (config error: ${site.configError})` : "")),
     el("h3", {}, "Outgoing paths"), table(PATH_HEADERS, outgoing.map(pathRow)),
     el("h3", {}, "Incoming paths"), table(PATH_HEADERS, incoming.map(pathRow)),
