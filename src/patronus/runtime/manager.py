@@ -93,6 +93,7 @@ class Manager:
         self._elector: LeaderElector | None = None
         self._informer_tasks: list[asyncio.Task[None]] = []
         self._on_leading: list[Callable[[], Awaitable[None]]] = []
+        self._periodic: list[tuple[str, float, Callable[[], None]]] = []
         self._drained = asyncio.Event()  # set once the controllers stopped after leading
         self.health.add_readiness_check("caches-synced", self.caches_synced)
         # Not leadership (a standby is ready too): whether the election can work at all.
@@ -146,6 +147,12 @@ class Manager:
         )
         self.controllers.append(controller)
         return controller
+
+    def every(self, name: str, period: float, tick: Callable[[], None]) -> None:
+        """Call ``tick`` every ``period`` seconds while this replica leads, beside the controllers: a scan
+        of the caches that enqueues what time alone changed (a heartbeat going stale), instead of every
+        object requeueing itself."""
+        self._periodic.append((name, period, tick))
 
     def on_started_leading(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run ``callback`` when this replica becomes leader, before the controllers start."""
@@ -274,16 +281,27 @@ class Manager:
         for callback in self._on_leading:
             await callback()
         tasks = [asyncio.create_task(c.run(), name=f"controller-{c.name}") for c in self.controllers]
+        ticking = [asyncio.create_task(self._tick(*p), name=f"periodic-{p[0]}") for p in self._periodic]
         try:
             await self._stop.wait()
         finally:
+            for task in ticking:
+                task.cancel()
             # Also reached when the elector cancels us (renewal failed): stop taking work either way.
             await asyncio.gather(
                 *(c.shutdown(self.options.shutdown_timeout) for c in self.controllers), return_exceptions=True
             )
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *ticking, return_exceptions=True)
             self.metrics.set_leader(False)
         return EXIT_OK
+
+    async def _tick(self, name: str, period: float, tick: Callable[[], None]) -> None:
+        while True:
+            await self.clock.sleep(period)
+            try:
+                tick()
+            except Exception:  # one bad scan must not end the scans
+                log.exception("periodic task failed", task=name)
 
     async def _wait_for_caches(self) -> bool:
         deadline = self.clock.monotonic() + self.options.cache_sync_timeout

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -175,3 +177,28 @@ async def test_errors_are_retried_and_children_enqueue_their_owner(
 
 async def _at_least(calls: Counter[ObjectKey], key: ObjectKey, count: int) -> bool:
     return calls[key] >= count
+
+
+async def test_periodic_tasks_run_while_leading_and_stop_with_the_manager(manager: Manager) -> None:
+    ticks: list[float] = []
+
+    def tick() -> None:
+        ticks.append(time.monotonic())
+        if len(ticks) == 2:
+            raise RuntimeError("one bad scan")  # logged; the next ones still come
+
+    manager.every("test", 0.1, tick)
+    run = asyncio.create_task(manager.run(install_signal_handlers=False))
+    try:
+        await _eventually(lambda: _ticked(ticks, 5), 10, "five ticks")
+    finally:
+        manager.stop()
+        assert await asyncio.wait_for(run, 30) == EXIT_OK
+    after = len(ticks)
+    await asyncio.sleep(0.3)
+    assert len(ticks) == after, "no tick once the manager stopped"
+    assert all(later - earlier >= 0.09 for earlier, later in itertools.pairwise(ticks))
+
+
+async def _ticked(ticks: list[float], count: int) -> bool:
+    return len(ticks) >= count

@@ -14,7 +14,6 @@ from dataclasses import replace
 from typing import Any
 
 from patronus.api import Site
-from patronus.api.reporting import HEARTBEAT_STALE_AFTER
 from patronus.kube.resource import CONFIG_MAP, LEASE, SITE, ObjectKey
 from patronus.operator.context import Context
 from patronus.operator.indexes import ALL_SITES, BY_ENFORCING_SITE, BY_SOURCE, ref
@@ -72,9 +71,7 @@ class SiteReconciler:
         event = phase_event(opened.status.get("phase"), status["phase"])
         if event is not None:
             self.ctx.events.event(opened.obj, *event)
-        if facts.heartbeat_age is not None and facts.heartbeat_age <= HEARTBEAT_STALE_AFTER:
-            return Result(requeue_after=HEARTBEAT_STALE_AFTER - facts.heartbeat_age + 0.5)
-        return None
+        return None  # a heartbeat going stale is found by the scan of site.heartbeats
 
     def _unless_contested(self, obj: Object, keys: KeyMaterial) -> KeyMaterial:
         """The key material, unless another site claimed the same public key first."""

@@ -134,9 +134,10 @@ def _report_matters(old: Object, new: Object, stamp: str, condition: str) -> boo
     """Whether a new report time can change what the reconcile writes.
 
     While the operator shows the reports as fresh (``condition`` True), a newer stamp changes nothing it
-    writes: staleness is found by the requeue the last reconcile asked for, which reads the newest stamp
-    when it comes. The first report, one after a silence the operator noticed, one taken back, or a stamp
-    that moved backwards (a requeue already planned would come too late) do count.
+    writes: staleness is found later (a Site's by the scan of ``site.heartbeats``, a Path's by the
+    requeue its last reconcile asked for), which reads the newest stamp then. The first report, one
+    after a silence the operator noticed, one taken back, or a stamp that moved backwards (a requeue
+    already planned would come too late) do count.
     """
     old_stamp, new_stamp = (old.get("status") or {}).get(stamp), (new.get("status") or {}).get(stamp)
     if old_stamp == new_stamp:
@@ -186,7 +187,7 @@ def _owning_site(sites: KindCache, lease: Object) -> Object | None:
 def lease_renewal_matters(sites: KindCache, old: Object, new: Object) -> bool:
     """An agent's heartbeat Lease changed in what its Site's reconcile reads: more than a renewal, or a
     renewal of a site not shown as reporting (as for Site reports, see :func:`_report_matters`: while
-    it is, staleness is found by the requeue the last reconcile asked for). Every agent renews every
+    it is, staleness is found by the scan of ``site.heartbeats``). Every agent renews every
     10 s, so this runs a hundred times a second at 1,000 sites and must stay cheap."""
     if _without_renewal(old) != _without_renewal(new):
         return True

@@ -12,6 +12,7 @@ from patronus.operator.gauges import ResourceGauges
 from patronus.operator.mesh.reconciler import MeshReconciler
 from patronus.operator.path.reconciler import PathReconciler
 from patronus.operator.policy.reconciler import PolicyReconciler
+from patronus.operator.site import heartbeats
 from patronus.operator.site.reconciler import SiteReconciler
 from patronus.operator.wiring import filters, mappers
 from patronus.operator.wiring.caches import build_caches
@@ -47,6 +48,12 @@ def _site_controller(manager: Manager, ctx: Context) -> None:
     site = manager.controller(
         "site", SiteReconciler(ctx), SITE, on_update=filters.site_changed_beyond_heartbeat
     )
+
+    def requeue_stale() -> None:
+        for key in heartbeats.gone_stale(caches.sites.list(), caches.child(LEASE).get, manager.clock.now()):
+            site.queue.add(key)
+
+    manager.every("heartbeats", heartbeats.SCAN_PERIOD, requeue_stale)
     for kind, child in caches.children.items():
         renewed = partial(filters.lease_renewal_matters, caches.sites) if kind == LEASE.kind else None
         site.owns(child, on_update=renewed or filters.more_than_status_changed)

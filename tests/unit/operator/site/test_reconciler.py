@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from patronus.kube.resource import CONFIG_MAP, DEPLOYMENT, ROLE, SECRET, SITE
+from patronus.kube.resource import CONFIG_MAP, DEPLOYMENT, LEASE, ROLE, SECRET, SITE
+from patronus.operator.site.heartbeats import gone_stale
 from patronus.operator.site.reconciler import SiteReconciler
 from patronus.operator.wiring.filters import site_changed_beyond_heartbeat
 from patronus.wireguard.keys import generate_private_key, public_key_for
@@ -228,8 +229,7 @@ async def test_the_agents_report_makes_the_site_active_and_its_refusal_degraded(
     assert writes == [("apply", "sites/status", "a")]
     assert world.status(SITE, "a")["phase"] == "Active"
     assert world.conditions(SITE, "a")["ConfigApplied"] == ("True", "Applied")
-    assert world.last_result is not None
-    assert world.last_result.requeue_after == pytest.approx(30.5), "look again when the heartbeat goes stale"
+    assert world.last_result is None, "no requeue: the heartbeat scan finds staleness"
     assert world.events.reasons() == ["SiteActive"]
     # The agent's own fields stay the agent's.
     assert world.status(SITE, "a")["agent"] == {"configDigest": digest}
@@ -251,7 +251,7 @@ async def test_the_agents_report_makes_the_site_active_and_its_refusal_degraded(
 
 async def test_a_heartbeat_the_site_controller_drops_would_have_written_nothing() -> None:
     """The proof for ``site_changed_beyond_heartbeat``: an update it rejects leaves the reconcile's
-    writes unchanged, and the requeue the last reconcile asked for still finds the heartbeat going stale."""
+    writes unchanged, and the heartbeat scan (``site.heartbeats``) still finds the heartbeat going stale."""
     world = World(site("a"), path("a-b", "a", "b"), site("b"))
     reconciler = SiteReconciler(world.ctx)
     await world.reconcile(reconciler, "a")
@@ -262,8 +262,6 @@ async def test_a_heartbeat_the_site_controller_drops_would_have_written_nothing(
     assert site_changed_beyond_heartbeat(first, world.get(SITE, "a")), "the first heartbeat counts"
     await world.reconcile(reconciler, "a")
     assert world.conditions(SITE, "a")["AgentReporting"] == ("True", "HeartbeatFresh")
-    assert world.last_result is not None
-    assert world.last_result.requeue_after == pytest.approx(30.5)
 
     for beat in (10, 20):  # two reports, dropped: a reconcile of each would have written nothing
         world.clock.advance(10)
@@ -273,11 +271,16 @@ async def test_a_heartbeat_the_site_controller_drops_would_have_written_nothing(
         assert not site_changed_beyond_heartbeat(before, world.get(SITE, "a"))
         assert await world.reconcile(SiteReconciler(world.ctx), "a") == []
 
-    world.clock.advance(10.5)  # the requeue asked for at the first heartbeat, 30.5 s after it
-    assert await world.reconcile(reconciler, "a") == []
-    assert world.last_result is not None
-    assert world.last_result.requeue_after == pytest.approx(20.0)
-    world.clock.advance(20.0)  # no report since the one at 20 s: stale now, and found by the requeue
+    def scanned() -> list[str]:
+        found = gone_stale(
+            world.ctx.caches.sites.list(), world.ctx.caches.child(LEASE).get, world.clock.now()
+        )
+        return [key.name for key in found]
+
+    world.clock.advance(30.0)  # 30 s after the last report: not yet stale
+    assert scanned() == []
+    world.clock.advance(0.5)  # no report since the one at 20 s: stale now, and found by the scan
+    assert scanned() == ["a"]
     assert writes_of(await world.reconcile(reconciler, "a")) == [("apply", "sites/status", "a")]
     assert world.conditions(SITE, "a")["AgentReporting"] == ("False", "HeartbeatStale")
     stale = world.get(SITE, "a")
