@@ -116,9 +116,12 @@ def _counter(prefix: str, name: str) -> str:
     return f"{full[:239]}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
 
 
-def check_script(script: str, table: Table, table_name: str = "patronus") -> dict[str, list[str]]:
+def check_script(
+    script: str, table: Table, table_name: str = "patronus", tunnel_ports: Sequence[int] = ()
+) -> dict[str, list[str]]:
     """Every line of ``script`` is a statement the renderer may emit, carrying exactly the values
-    ``table`` asked for. Returns the rule lines per chain (for comparing with what the kernel loaded)."""
+    ``table`` (and ``tunnel_ports``) asked for. Returns the rule lines per chain (for comparing with
+    what the kernel loaded)."""
     lines = script.split("\n")
     assert lines[-1] == "", "the script ends with a newline"
     lines = lines[:-1]
@@ -163,6 +166,7 @@ def check_script(script: str, table: Table, table_name: str = "patronus") -> dic
         at = end + 1
     assert lines[at:] == ["}"], lines[at:]
     _check_chains(chains, ordered, tags, table)
+    _check_untracked(chains, tunnel_ports)
     _check_prefilter(chains, sets, ordered)
     return chains
 
@@ -170,8 +174,8 @@ def check_script(script: str, table: Table, table_name: str = "patronus") -> dic
 def _check_chains(
     chains: dict[str, list[str]], ordered: list[RoutingPolicy], tags: Mapping[str, int], table: Table
 ) -> None:
-    assert set(chains) == {f"policy_{i}" for i in range(len(ordered))} | {
-        "classify", "candidates", "prerouting", "output", "shaping", "postrouting",
+    assert set(chains) - {"untracked_in", "untracked_out"} == {f"policy_{i}" for i in range(len(ordered))} | {
+        "classify", "candidates", "prerouting", "forwarded", "output", "shaping", "postrouting",
     }  # fmt: skip
     seen = "0x00800000"
     for i, policy in enumerate(ordered):
@@ -187,7 +191,9 @@ def _check_chains(
     if excluded:
         names = excluded[0] if len(excluded) == 1 else "{ " + ", ".join(excluded) + " }"
         expected_pre.append(f"iifname {names} return")
-    assert chains["prerouting"] == [*expected_pre, "fib daddr type local return", "jump candidates"]
+    # The candidate rules (checked by _check_prefilter) come before the route lookup of ``forwarded``.
+    assert chains["prerouting"][: len(expected_pre)] == expected_pre
+    assert chains["forwarded"] == ["fib daddr type local return", "goto classify"]
     assert chains["output"] == ["type route hook output priority mangle; policy accept;", "jump candidates"]
     _check_rules(chains["classify"], ordered, lambda i, p: f"goto policy_{i}")
     shaped = [p for p in ordered if p.name in table.priorities]
@@ -254,8 +260,13 @@ def _check_prefilter(
     chains: dict[str, list[str]], sets: Mapping[str, list[str]], ordered: list[RoutingPolicy]
 ) -> None:
     """Only packets some policy may match skip nothing: the candidate rules admit every policy's packets."""
-    for chain, target in (("candidates", "classify"), ("postrouting", "shaping")):
-        rules = chains[chain][1:] if chain == "postrouting" else chains[chain]
+    for chain, target in (
+        ("candidates", "classify"),
+        ("prerouting", "forwarded"),
+        ("postrouting", "shaping"),
+    ):
+        # Without the hook line and prerouting's interface returns (checked by _check_chains).
+        rules = [rule for rule in chains[chain] if not rule.startswith(("type ", "iifname "))]
         if chain == "postrouting" and not chains["shaping"]:
             assert rules == []
             continue
@@ -273,6 +284,24 @@ def _check_prefilter(
         for policy in ordered:
             if expected_families(policy):  # a policy that matches nothing needs no way in
                 assert _admitted(policy, sets), policy
+
+
+def _check_untracked(chains: dict[str, list[str]], tunnel_ports: Sequence[int]) -> None:
+    """The tunnels' encrypted packets skip conntrack: out by their fwmark, in by listen port for this host."""
+    if not tunnel_ports:
+        assert "untracked_in" not in chains
+        assert "untracked_out" not in chains
+        return
+    ports = sorted(set(tunnel_ports))
+    listen = str(ports[0]) if len(ports) == 1 else "{ " + ", ".join(map(str, ports)) + " }"
+    assert chains["untracked_in"] == [
+        "type filter hook prerouting priority raw; policy accept;",
+        f"udp dport {listen} fib daddr type local notrack",
+    ]
+    assert chains["untracked_out"] == [
+        "type filter hook output priority raw; policy accept;",
+        "meta mark 0x00051820 notrack",
+    ]
 
 
 def _check_rules(rules: list[str], ordered: list[RoutingPolicy], action: Any) -> None:

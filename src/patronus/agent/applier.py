@@ -211,11 +211,12 @@ class DataPlane:
 
     def _apply_policies(self, plan: DataPlanePlan, paths: Mapping[str, str | None]) -> None:
         minors = qos_minors(plan)
-        inputs = (plan.policies, dict(plan.path_marks), minors)
+        ports = sorted({iface.listen_port for iface in plan.interfaces})
+        inputs = (plan.policies, dict(plan.path_marks), minors, ports)
         with self._table_lock:
             if inputs != self._routing_inputs or not self._table_present():
                 policies = routing_policies(plan, paths)
-                self.routing.apply(policies, plan.path_marks, priorities=minors)
+                self.routing.apply(policies, plan.path_marks, priorities=minors, tunnel_ports=ports)
                 self._routing_inputs = inputs
                 self.kernel_paths = {p.name: p.path for p in policies}
         classes = sorted(plan.shaped)

@@ -23,7 +23,7 @@ from patronus.agent.dataplane.routing import (
     read_counters,
     route_table_for,
 )
-from patronus.agent.dataplane.wireguard import PeerSpec
+from patronus.agent.dataplane.wireguard import WIREGUARD_FWMARK, PeerSpec
 from patronus.wireguard.keys import generate_private_key, public_key_for
 from tests.support.netns import (
     A_IP,
@@ -142,8 +142,26 @@ def test_policy_marks_count_and_switch_paths(pair: Pair) -> None:
     assert read_counters(pair.a)["voice"].packets == 8
 
 
+_UNTRACKED_WATCH = """table inet watch {{
+    counter untracked {{ }}
+    counter tracked {{ }}
+    chain post {{
+        type filter hook postrouting priority 100;
+        meta mark {mark:#x} ct state untracked counter name untracked
+        meta mark {mark:#x} ct state != untracked counter name tracked
+    }}
+    chain input {{
+        type filter hook input priority 0;
+        udp dport {port} ct state untracked counter name untracked
+        udp dport {port} ct state != untracked counter name tracked
+    }}
+}}
+"""
+
+
 def test_marked_traffic_takes_the_path_tunnel(pair: Pair) -> None:
-    """End to end: the policy's mark selects the path's table, which routes into the WireGuard tunnel."""
+    """End to end: the policy's mark selects the path's table, which routes into the WireGuard tunnel.
+    The tunnels' encrypted packets skip conntrack both ways; the policy still counts its flow once."""
     wa, wb, pub_a, pub_b = wg_pair(pair)
     wa.sync_peers([PeerSpec.create(pub_b, f"{B_IP}:{WG_PORT}", [f"{B_OVERLAY}/32", "10.2.0.0/16"])])
     wb.sync_peers([peer(pub_a, A_IP, A_OVERLAY)])
@@ -152,9 +170,12 @@ def test_marked_traffic_takes_the_path_tunnel(pair: Pair) -> None:
     marks = assign_path_marks(["path-wg"])
     mark = marks["path-wg"]
     ensure_path_route("path-wg", mark, route_table_for(mark), wa.name, ["10.2.0.0/16"], netns=pair.a)
-    PathRouting(pair.a).apply(
-        [RoutingPolicy("voice", 1, PolicyMatch("udp", ((5000, 5000),)), "path-wg")], marks
-    )
+    voice = RoutingPolicy("voice", 1, PolicyMatch("udp", ((5000, 5000),)), "path-wg")
+    PathRouting(pair.a).apply([voice], marks, tunnel_ports=[WG_PORT])
+    # B's table has ct matches too (conntrack on in both namespaces) and no path for the policy.
+    PathRouting(pair.b).apply([RoutingPolicy("voice", 1, voice.match, None)], {}, tunnel_ports=[WG_PORT])
+    for ns in (pair.a, pair.b):
+        run(["nft", "-f", "-"], netns=ns, input=_UNTRACKED_WATCH.format(mark=WIREGUARD_FWMARK, port=WG_PORT))
     # Counted by sockets pinned to each interface (not nft counters: wireguard-go coalesces the tunnel's
     # datagrams of one flow (GRO) into fewer, larger packets before the kernel sees them).
     receiver = subprocess.Popen(
@@ -183,6 +204,11 @@ def test_marked_traffic_takes_the_path_tunnel(pair: Pair) -> None:
         receiver.kill()
         receiver.wait()
     assert counts == {f"{wb.name}:5000": 3, f"{wb.name}:6000": 0, "u0:5000": 0, "u0:6000": 2}
+    voice_counted = read_counters(pair.a)["voice"]
+    assert (voice_counted.packets, voice_counted.new_flows) == (3, 1)
+    for ns in (pair.a, pair.b):  # the handshake and data both ways, sent and received
+        assert counter(ns, "watch", "untracked") >= 2
+        assert counter(ns, "watch", "tracked") == 0
 
 
 _BY_DEVICE = """

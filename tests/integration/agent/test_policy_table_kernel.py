@@ -32,10 +32,13 @@ def netns() -> Iterator[str]:
         run(["ip", "netns", "del", name], check=False)
 
 
+TUNNEL_PORTS = (51820, 51821)
+
+
 def render(table: fuzz.Table, *, by_port: bool = True) -> str:
     return render_nftables(
         "patronus", table.policies, table.path_marks, priorities=table.priorities,
-        ingress_exclude=table.ingress_exclude, by_port=by_port,
+        ingress_exclude=table.ingress_exclude, by_port=by_port, tunnel_ports=TUNNEL_PORTS,
     )  # fmt: skip
 
 
@@ -66,7 +69,7 @@ def _targets(rules: list[list[dict[str, Any]]]) -> list[str | None]:
 @given(fuzz.valid_tables)
 def test_every_sampled_table_loads_as_rendered(netns: str, table: fuzz.Table) -> None:
     script, plain = render(table), render(table, by_port=False)
-    nft_check.check_script(plain, table)
+    nft_check.check_script(plain, table, tunnel_ports=TUNNEL_PORTS)
     nft_check.check_dispatch(script, plain)
     run(["nft", "-c", "-f", "-"], netns=netns, input=script)  # the kernel's own check first
     run(["nft", "-f", "-"], netns=netns, input=script)
@@ -76,7 +79,7 @@ def test_every_sampled_table_loads_as_rendered(netns: str, table: fuzz.Table) ->
     assert {name: len(rules) for name, rules in kernel["rules"].items()} == {
         name: len(lines) for name, lines in rule_lines.items()
     }
-    for name in ("candidates", "prerouting", "output"):
+    for name in ("candidates", "prerouting", "forwarded", "output", "untracked_in", "untracked_out"):
         expected = [line.split()[-1] if line.split()[-2] in ("goto", "jump") else None
                     for line in rule_lines[name]]  # fmt: skip
         assert _targets(kernel["rules"][name]) == expected

@@ -46,6 +46,15 @@ async def test_applying_the_same_plan_again_keeps_the_policy_table_and_queues(ke
     # its counters survive
 
 
+async def test_the_policy_table_exempts_every_tunnels_encrypted_packets_from_conntrack(
+    kernel: FakeKernel,
+) -> None:
+    await applied(kernel)
+    table = next(s for s in kernel.scripts() if s.startswith("table inet patronus\n"))
+    assert "\t\tudp dport { 51820, 51821 } fib daddr type local notrack\n" in table  # fiber's and lte's
+    assert "\t\tmeta mark 0x00051820 notrack\n" in table
+
+
 async def test_a_missing_policy_table_is_rendered_again(kernel: FakeKernel) -> None:
     dataplane = await applied(kernel)
     kernel.tables.discard("patronus")  # someone flushed the ruleset

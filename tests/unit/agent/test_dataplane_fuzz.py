@@ -22,7 +22,10 @@ FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCh
 LIGHT = settings(max_examples=100, deadline=None)
 
 
-def render(table: fuzz.Table, *, by_port: bool = True) -> str:
+TUNNEL_PORTS = (51821, 51820, 51821)
+
+
+def render(table: fuzz.Table, *, by_port: bool = True, tunnel_ports: tuple[object, ...] = ()) -> str:
     return render_nftables(
         "patronus",
         table.policies,
@@ -30,6 +33,7 @@ def render(table: fuzz.Table, *, by_port: bool = True) -> str:
         priorities=table.priorities,
         ingress_exclude=table.ingress_exclude,
         by_port=by_port,
+        tunnel_ports=tunnel_ports,  # type: ignore[arg-type]
     )
 
 
@@ -43,6 +47,19 @@ def test_renderer_refuses_exactly_the_unsafe_tables_and_emits_only_what_was_aske
     plain = render(table, by_port=False)
     nft_check.check_script(plain, table)
     nft_check.check_dispatch(render(table), plain)
+    untracked = render(table, by_port=False, tunnel_ports=TUNNEL_PORTS)
+    nft_check.check_script(untracked, table, tunnel_ports=TUNNEL_PORTS)
+
+
+@LIGHT
+@given(st.lists(st.one_of(st.integers(-5, 70_000), st.text(max_size=12), st.none()), min_size=1, max_size=4))
+def test_tunnel_ports_are_in_range_or_refused(ports: list[object]) -> None:
+    table = fuzz.Table([], {}, {}, [])
+    if all(isinstance(p, int) and 1 <= p <= 65535 for p in ports):
+        nft_check.check_script(render(table, tunnel_ports=tuple(ports)), table, tunnel_ports=ports)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(UnsafeValue):
+            render(table, tunnel_ports=tuple(ports))
 
 
 @FUZZ

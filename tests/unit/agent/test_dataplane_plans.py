@@ -19,6 +19,7 @@ from patronus.agent.dataplane.routing import (
     render_nftables,
     render_switch,
 )
+from patronus.agent.dataplane.validate import UnsafeValue
 from patronus.agent.dataplane.wireguard import (
     PeerSpec,
     PeerState,
@@ -317,6 +318,47 @@ def test_only_packets_some_policy_may_match_enter_the_scan() -> None:
         "ip6 dscp @cand_dscp6 goto classify",
     ]
     assert "fib daddr type local return" in lines  # delivered here, never routed down a path
+
+
+def test_the_route_lookup_is_paid_only_by_candidates_for_forwarding() -> None:
+    policies = [RoutingPolicy("voice", 900, PolicyMatch("udp", dst_ports=((5060, 5061),)), "p-fiber")]
+    lines = [line.strip() for line in render_nftables("patronus", policies, MARKS).splitlines()]
+    prerouting = lines[lines.index("chain prerouting {") + 1 : lines.index("chain forwarded {") - 1]
+    assert prerouting == [
+        "type filter hook prerouting priority mangle; policy accept;",
+        'iifname "lo" return',
+        "meta mark 0x00051820 return",
+        "meta l4proto . th dport @cand_dport goto forwarded",
+    ]
+    forwarded = lines[lines.index("chain forwarded {") + 1 : lines.index("chain output {") - 1]
+    assert forwarded == ["fib daddr type local return", "goto classify"]  # delivered here: no path
+
+
+def test_the_tunnels_encrypted_packets_skip_conntrack_and_nothing_else_does() -> None:
+    policies = [RoutingPolicy("voice", 900, PolicyMatch("udp", dst_ports=((5060, 5061),)), "p-fiber")]
+    plain = render_nftables("patronus", policies, MARKS)
+    assert "notrack" not in plain
+    script = render_nftables("patronus", policies, MARKS, tunnel_ports=[51821, 51820, 51821])
+    lines = [line.strip() for line in script.splitlines()]
+    start = lines.index("chain untracked_in {")
+    assert lines[start:] == [
+        "chain untracked_in {",
+        "type filter hook prerouting priority raw; policy accept;",
+        # for this host only: a packet forwarded to another host's port keeps conntrack (and its NAT)
+        "udp dport { 51820, 51821 } fib daddr type local notrack",
+        "}",
+        "chain untracked_out {",
+        "type filter hook output priority raw; policy accept;",
+        "meta mark 0x00051820 notrack",  # what our WireGuard sockets send
+        "}",
+        "}",
+    ]
+    # The policies' own flows (the tunnels' inner packets) are still tracked and counted once.
+    # Otherwise the same table: the policies' flows (the tunnels' inner packets) are tracked and counted.
+    assert script.split("\tchain untracked_in {")[0] == plain.removesuffix("}\n")
+    for hostile in ([0], [65536], ["51820; flush ruleset"], [True]):
+        with pytest.raises(UnsafeValue):
+            render_nftables("patronus", policies, MARKS, tunnel_ports=hostile)  # type: ignore[arg-type]
 
 
 def test_a_policy_that_matches_everything_turns_the_prefilter_off() -> None:

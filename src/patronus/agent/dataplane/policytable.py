@@ -3,10 +3,11 @@
 Layout of the dedicated table ``inet patronus`` (:func:`render_nftables`):
 
 - ``prerouting`` (forwarded traffic; packets for this host are skipped with ``fib daddr type local``)
-  and ``output`` (local traffic, a ``route`` chain so a new mark re-routes) both jump to ``candidates``,
-  which lets in only packets some policy may match (set lookups, :mod:`patronus.agent.dataplane.prefilter`)
-  and sends them to ``classify``, which tries policies by descending priority; the first match
-  ``goto``-s the policy's chain, so lower-priority policies never see the packet.
+  and ``output`` (local traffic, a ``route`` chain so a new mark re-routes) let in only packets some
+  policy may match (set lookups, :mod:`patronus.agent.dataplane.prefilter`) and send them to
+  ``classify``, which tries policies by descending priority; the first match ``goto``-s the policy's
+  chain, so lower-priority policies never see the packet. The base chains, and the ``raw`` chains that
+  keep the tunnels' encrypted packets out of conntrack, are in :mod:`patronus.agent.dataplane.hooks`.
 - A policy's chain counts the packet in the named counter ``pol_<policy>`` (``bytesRouted``) and, for the
   first packet of a connection, in ``new_<policy>`` (``matchedFlows``: ``ct state new`` and not yet
   flagged with :data:`FLOW_SEEN_CT_BIT`, which the rule then sets), then sets
@@ -19,7 +20,7 @@ Layout of the dedicated table ``inet patronus`` (:func:`render_nftables`):
   so the egress qdisc classifies without tc filters (see :mod:`patronus.agent.dataplane.qos`). It cannot be
   done in prerouting: the kernel resets skb->priority from the TOS byte when it forwards a packet.
 - Packets carrying the WireGuard fwmark (the tunnels' own encrypted packets) are never classified, so a
-  policy broad enough to match them cannot loop a tunnel into itself.
+  policy broad enough to match them cannot loop a tunnel into itself, and they skip conntrack.
 
 Every value is checked by :mod:`patronus.agent.dataplane.validate` here, where it becomes nft text:
 names are whitelisted (policy names become counter names, interface names are quoted strings), numbers
@@ -35,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from patronus.agent.dataplane import dispatch, prefilter, validate
+from patronus.agent.dataplane import dispatch, hooks, prefilter, validate
 from patronus.agent.dataplane.validate import UnsafeValue
 
 TABLE_NAME = "patronus"
@@ -290,6 +291,7 @@ def render_nftables(
     bypass_mark: int = WIREGUARD_FWMARK,
     ingress_exclude: Sequence[str] = (),
     by_port: bool = True,
+    tunnel_ports: Sequence[int] = (),
 ) -> str:
     """An ``nft -f`` script that atomically replaces ``inet <table_name>`` with the policies' rules.
 
@@ -298,14 +300,14 @@ def render_nftables(
     class minor (``1:<minor>``). ``ingress_exclude`` names interfaces whose inbound traffic is not
     classified (e.g. the site's own tunnels when it is not a transit hub), so replies from peers do not
     inflate the counters. ``by_port`` puts a port verdict map in front of each scan
-    (:mod:`patronus.agent.dataplane.dispatch`). Raises :class:`UnsafeValue` (and renders nothing) if any
-    value is unsafe.
+    (:mod:`patronus.agent.dataplane.dispatch`). ``tunnel_ports`` are the WireGuard listen ports: the
+    tunnels' encrypted packets skip conntrack (:mod:`patronus.agent.dataplane.hooks`). Raises
+    :class:`UnsafeValue` (and renders nothing) if any value is unsafe.
     """
     table = validate.table(table_name)
     policies = _checked_policies(policies)
     marks = {str(path): validate.mark(mark) for path, mark in path_marks.items()}
     minors = {str(name): validate.class_minor(minor) for name, minor in (priorities or {}).items()}
-    excluded = [f'"{validate.interface(name)}"' for name in ingress_exclude]
     tags = policy_tags(policies)
     candidates = prefilter.build(p.match for p in policies)
     lines = [f"table inet {table}", f"delete table inet {table}", f"table inet {table} {{"]
@@ -333,32 +335,11 @@ def render_nftables(
         maps += declarations
         scans += chains
     lines += maps + scans
-    lines += _hook_chains(candidates, bool(shaping), hex_mark(bypass_mark), excluded)
+    lines += hooks.render(
+        candidates, shaping=bool(shaping), bypass_mark=bypass_mark, excluded=ingress_exclude,
+        tunnel_ports=tunnel_ports,
+    )  # fmt: skip
     return "\n".join(lines) + "\n}\n"
-
-
-def _hook_chains(
-    candidates: prefilter.Prefilter, shaping: bool, bypass: str, excluded: list[str]
-) -> list[str]:
-    """The scans and the hooks that reach them: only packets some policy may match enter a scan."""
-
-    def chain(name: str, rules: list[str], hook: str | None = None) -> list[str]:
-        head = [f"\t\t{hook}"] if hook else []
-        return [f"\tchain {name} {{", *head, *(f"\t\t{rule}" for rule in rules), "\t}"]
-
-    skip = [f"meta mark {bypass} return"]  # the tunnels' own packets: never classified
-    lines = chain("candidates", [*skip, *candidates.candidate_rules("classify")])
-    prerouting = ['iifname "lo" return']
-    if excluded:
-        prerouting.append(f"iifname {_set(excluded)} return")
-    # Packets for this host are delivered, never routed down a path: no policy applies to them (this
-    # also skips the tunnels' encrypted packets arriving on the underlay).
-    prerouting += ["fib daddr type local return", "jump candidates"]
-    lines += chain("prerouting", prerouting, "type filter hook prerouting priority mangle; policy accept;")
-    lines += chain("output", ["jump candidates"], "type route hook output priority mangle; policy accept;")
-    postrouting = [*skip, *candidates.candidate_rules("shaping")] if shaping else []
-    lines += chain("postrouting", postrouting, "type filter hook postrouting priority mangle; policy accept;")
-    return lines
 
 
 def render_switch(table_name: str, tag: int, mark: int, *, replace: bool = True) -> str:

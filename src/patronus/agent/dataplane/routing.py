@@ -117,8 +117,10 @@ class PathRouting:
         policies: Sequence[RoutingPolicy],
         path_marks: Mapping[str, int],
         priorities: Mapping[str, int] | None = None,
+        tunnel_ports: Sequence[int] = (),
     ) -> None:
         """Replace the whole table; each policy's ``path`` must be the path it uses now (after failovers).
+        ``tunnel_ports`` are the WireGuard listen ports (their encrypted packets skip conntrack).
 
         Raises :class:`~patronus.agent.dataplane.validate.UnsafeValue` before touching the kernel when a
         value is unsafe, and ``CommandError`` when nft refuses: either way the previous table stays.
@@ -130,6 +132,7 @@ class PathRouting:
             priorities=priorities,
             bypass_mark=self.bypass_mark,
             ingress_exclude=self.ingress_exclude,
+            tunnel_ports=tunnel_ports,
         )
         apply_nftables(script, self.netns, self._run)
         self._tags = policy_tags(policies)
