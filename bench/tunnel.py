@@ -40,16 +40,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from patronus.agent.dataplane import cleanup, qos
+import tunnel_load
+
+from patronus.agent.dataplane import cleanup
 from patronus.agent.dataplane.commands import run
-from patronus.agent.dataplane.routing import (
-    PathRouting,
-    PolicyMatch,
-    RoutingPolicy,
-    assign_path_marks,
-    ensure_path_route,
-    route_table_for,
-)
 from patronus.agent.dataplane.wireguard import PeerSpec, WireGuardInterface
 from patronus.wireguard.keys import generate_private_key, public_key_for
 
@@ -57,8 +51,6 @@ REPO = Path(__file__).resolve().parents[1]
 UNDERLAY = ("192.168.77.1", "192.168.77.2")
 PORT = 5201
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-STREAM_RATE_BPS = 10_000_000_000
-SHAPED_RATE_BPS = 50_000_000
 
 _RECEIVER = """
 import os, socket, sys, time
@@ -229,50 +221,6 @@ def transfer(pair: tuple[str, str], address: str, seconds: float, daemons: list[
         receiver.wait()
 
 
-def load_policies(pair: tuple[str, str], tunnel: Tunnel, count: int) -> None:
-    """``count`` policies in both namespaces; the stream's policy last; htb classes on both tunnels."""
-    assert tunnel.interfaces is not None
-    marks = assign_path_marks(["bench"])
-    policies = [
-        RoutingPolicy(
-            f"p{i:04d}",
-            1000 - i % 900,
-            PolicyMatch(
-                ("tcp", "udp")[i % 2],
-                dst_ports=((10000 + i, 10000 + i),),
-                dscp=(i % 64) if i % 3 == 0 else None,
-                dst_cidrs=(f"10.{i // 256}.{i % 256}.0/24",) if i % 5 == 0 else (),
-            ),
-            "bench",
-            "business-critical",
-            SHAPED_RATE_BPS if i % 2 == 0 else None,
-        )
-        for i in range(count - 1)
-    ]
-    policies.append(
-        RoutingPolicy(
-            "stream", 0, PolicyMatch("tcp", dst_ports=((PORT, PORT),)), "bench", "bulk", STREAM_RATE_BPS
-        )
-    )
-    shaped = [(p.name, p.qos_class or "default", p.bandwidth_bps) for p in policies if p.bandwidth_bps]
-    minors = qos.class_minors(name for name, _, _ in shaped)
-    for i, ns in enumerate(pair):
-        wg = tunnel.interfaces[i]
-        mark = marks["bench"]
-        ensure_path_route(
-            "bench", mark, route_table_for(mark), wg.name, [f"{tunnel.overlays[1 - i]}/32"], netns=ns
-        )
-        PathRouting(ns).apply(policies, marks, priorities=minors)
-        qos.apply_htb(wg.name, [(n, c, int(r)) for n, c, r in shaped if r], STREAM_RATE_BPS, netns=ns)
-
-
-def unload_policies(pair: tuple[str, str], tunnel: Tunnel) -> None:
-    assert tunnel.interfaces is not None
-    for i, ns in enumerate(pair):
-        cleanup.delete_table(ns)
-        qos.clear(tunnel.interfaces[i].name, ns)
-
-
 def measure(variant: str, pair: tuple[str, str], address: str, seconds: float, daemons: list[int]) -> Sample:
     bps, cpu = transfer(pair, address, seconds, daemons)
     sample = Sample(variant, bps / 1e9, cpu, bps * seconds / 1e9)
@@ -281,25 +229,54 @@ def measure(variant: str, pair: tuple[str, str], address: str, seconds: float, d
     return sample
 
 
-def report(samples: list[Sample], policies: int) -> None:
+def report(samples: list[Sample]) -> None:
     by: dict[str, list[Sample]] = {}
     for sample in samples:
         by.setdefault(sample.variant, []).append(sample)
     med = {v: statistics.median(s.gbit_s for s in group) for v, group in by.items()}
     cpu = {v: statistics.median(s.cpu_per_gbit for s in group) for v, group in by.items()}
     say()
-    say(f"{'variant':<16} {'median Gbit/s':>14} {'raw Gbit/s':<28} {'cpu-s/Gbit':>10} {'x bare':>8}")
+    say(f"{'variant':<18} {'median Gbit/s':>14} {'raw Gbit/s':<28} {'cpu-s/Gbit':>10} {'x first':>8}")
+    first = next(iter(by))
     for variant, group in by.items():
         raw = ", ".join(f"{s.gbit_s:.3f}" for s in group)
-        ratio = med[variant] / med["bare"]
-        say(f"{variant:<16} {med[variant]:14.3f} {raw:<28} {cpu[variant]:10.3f} {ratio:8.4f}")
+        ratio = med[variant] / med[first]
+        say(f"{variant:<18} {med[variant]:14.3f} {raw:<28} {cpu[variant]:10.3f} {ratio:8.4f}")
     say()
-    say(f"module / debian throughput: {med['module'] / med['debian']:.2f}x (goal: >= 3x)")
-    say(f"module / debian CPU per Gbit: {cpu['module'] / cpu['debian']:.2f}")
-    pairs = [p.gbit_s / m.gbit_s for m, p in zip(by["module"], by[f"module+{policies}"], strict=True)]
-    cost = 1 - med[f"module+{policies}"] / med["module"]
-    say(f"{policies} policies: throughput cost {cost * 100:.1f} % of the median (goal: < 5 %); "
-        f"per repeat (with/without): {', '.join(f'{r:.3f}' for r in pairs)}")  # fmt: skip
+    if "module" in by and "debian" in by:
+        say(f"module / debian throughput: {med['module'] / med['debian']:.2f}x (goal: >= 3x)")
+        say(f"module / debian CPU per Gbit: {cpu['module'] / cpu['debian']:.2f}")
+    for variant in (v for v in by if v.startswith("module+")):
+        pairs = [p.gbit_s / m.gbit_s for m, p in zip(by["module"], by[variant], strict=True)]
+        cost = 1 - med[variant] / med["module"]
+        per_gbit = cpu[variant] / cpu["module"]
+        say(f"{variant}: throughput cost {cost * 100:.1f} % of the median (goal: < 5 %), median of the "
+            f"per-repeat ratios {statistics.median(pairs):.3f}; per repeat (with/without): "
+            f"{', '.join(f'{r:.3f}' for r in pairs)}; cpu-s/Gbit {per_gbit:.3f}x the module's")  # fmt: skip
+
+
+def run_variant(
+    variant: str, pair: tuple[str, str], tunnels: tuple[Tunnel, Tunnel], pids: dict[str, list[int]],
+    args: argparse.Namespace,
+) -> Sample:  # fmt: skip
+    """One measurement of ``variant``; a module load is put in place around it and removed after."""
+    debian, mod = tunnels
+    if variant == "bare":
+        return measure("bare", pair, UNDERLAY[1], args.seconds, [])
+    if variant in ("debian", "module"):
+        tunnel = debian if variant == "debian" else mod
+        return measure(variant, pair, tunnel.overlays[1], args.seconds, pids[variant])
+    policies = tunnel_load.policies_for(args.policies, PORT)
+    ports = (debian.port, mod.port)
+    try:
+        for i, ns in enumerate(pair):
+            where = tunnel_load.Where(ns, mod.names[i], mod.overlays[1 - i], ports)
+            tunnel_load.load(tunnel_load.VARIANTS[variant], where, policies)
+        label = f"module+{args.policies}" if variant == "full" else f"module+{variant}"
+        return measure(label, pair, mod.overlays[1], args.seconds, pids["module"])
+    finally:
+        for i, ns in enumerate(pair):
+            tunnel_load.unload(ns, mod.names[i])
 
 
 def main() -> int:
@@ -309,9 +286,19 @@ def main() -> int:
     parser.add_argument("--policies", type=int, default=500)
     parser.add_argument("--debian", default="/usr/bin/wireguard-go")
     parser.add_argument("--module", default=None)
+    parser.add_argument(
+        "--variants", default="bare,debian,module,full",
+        help=f"comma-separated, in the order run: bare, debian, module, and module loads "
+        f"({', '.join(tunnel_load.VARIANTS)}; 'full' is the agent's whole load)",
+    )  # fmt: skip
     args = parser.parse_args()
     if os.geteuid() != 0:
         say("needs root (network namespaces, TUN devices)")
+        return 2
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in ("bare", "debian", "module", *tunnel_load.VARIANTS)]
+    if unknown or "module" not in variants:
+        say(f"unknown variants {unknown}, or no 'module' (the baseline of every load)")
         return 2
     module = args.module or module_binary()
     say(f"debian: {args.debian} ({version_of(args.debian)})")
@@ -332,17 +319,9 @@ def main() -> int:
         assert all(len(p) == 2 for p in pids.values()), pids
         for repeat in range(args.repeats):
             say(f"repeat {repeat + 1}/{args.repeats}")
-            samples.append(measure("bare", pair, UNDERLAY[1], args.seconds, []))
-            samples.append(measure("debian", pair, debian.overlays[1], args.seconds, pids["debian"]))
-            samples.append(measure("module", pair, mod.overlays[1], args.seconds, pids["module"]))
-            load_policies(pair, mod, args.policies)
-            try:
-                samples.append(
-                    measure(f"module+{args.policies}", pair, mod.overlays[1], args.seconds, pids["module"])
-                )
-            finally:
-                unload_policies(pair, mod)
-    report(samples, args.policies)
+            for variant in variants:
+                samples.append(run_variant(variant, pair, (debian, mod), pids, args))
+    report(samples)
     return 0
 
 
