@@ -17,6 +17,7 @@ from typing import Protocol
 from patronus.kube.resource import ObjectKey, ResourceKind
 from patronus.runtime.cache import Object
 from patronus.runtime.clock import Clock, SystemClock
+from patronus.runtime.echoes import OwnWrites, writing_as
 from patronus.runtime.logs import bind_reconcile_context, get_logger
 from patronus.runtime.metrics import (
     RESULT_ERROR,
@@ -33,6 +34,7 @@ log = get_logger(__name__)
 
 Mapper = Callable[[Object], Iterable[ObjectKey]]
 RESYNC_JITTER = 0.1
+RESYNC_CHECKS_PER_PERIOD = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +78,14 @@ class Controller:
         clock: Clock | None = None,
         rate_limiter: RateLimiter | None = None,
         on_update: Callable[[Object, Object], bool] | None = None,
+        own_writes: OwnWrites | None = None,
     ) -> None:
         """``on_update(old, new)`` filters updates of the primary kind itself, as in :meth:`watches`
-        (creations and deletions always count, and so does every resync)."""
+        (creations and deletions always count, and so does every resync).
+
+        With ``own_writes`` (which must see this controller's writes: the manager's client records
+        them), the echo of a reconcile's own write to its primary object or to a child it owns does not
+        requeue it (see :mod:`patronus.runtime.echoes`); mapped sources opt in per :meth:`watches`."""
         if workers < 1:
             raise ValueError(f"controller {name}: workers must be at least 1, not {workers}")
         self.name = name
@@ -94,22 +101,29 @@ class Controller:
         self._stopping = False
         self._workers: set[asyncio.Task[None]] = set()
         self._busy = 0  # workers inside a reconcile right now
-        if on_update is None:
-            primary.on_any_change(lambda obj: self.queue.add(ObjectKey.of(obj)))
-        else:
-            self._watch_primary(on_update)
+        self._own_writes = own_writes
+        self._reconciled_at: dict[ObjectKey, float] = {}  # when each key's last reconcile ended
+        self._watch_primary(on_update)
 
     # -- wiring -----------------------------------------------------------------------------------
 
-    def _watch_primary(self, on_update: Callable[[Object, Object], bool]) -> None:
+    def _enqueue_unless_echo(self, obj: Object, key: ObjectKey) -> None:
+        """Queue ``key`` for a change to ``obj``, unless ``obj`` is just what ``key``'s reconcile wrote."""
+        if self._own_writes is None or not self._own_writes.is_echo(obj, self.name, key):
+            self.queue.add(key)
+
+    def _watch_primary(self, on_update: Callable[[Object, Object], bool] | None) -> None:
         def changed(obj: Object) -> None:
+            self._enqueue_unless_echo(obj, ObjectKey.of(obj))
+
+        def deleted(obj: Object) -> None:
             self.queue.add(ObjectKey.of(obj))
 
         def updated(old: Object, new: Object) -> None:
-            if on_update(old, new):
-                self.queue.add(ObjectKey.of(new))
+            if on_update is None or on_update(old, new):
+                self._enqueue_unless_echo(new, ObjectKey.of(new))
 
-        self.primary.add_handler(changed, updated, changed)
+        self.primary.add_handler(changed, updated, deleted)
 
     def owns(
         self, child: KindCache, *, on_update: Callable[[Object, Object], bool] | None = None
@@ -120,13 +134,17 @@ class Controller:
 
         def enqueue_owners(obj: Object) -> None:
             for key in owner_keys(obj, kind):
+                self._enqueue_unless_echo(obj, key)
+
+        def deleted(obj: Object) -> None:
+            for key in owner_keys(obj, kind):
                 self.queue.add(key)
 
         def updated(old: Object, new: Object) -> None:
             if on_update is None or on_update(old, new):
                 enqueue_owners(new)
 
-        child.add_handler(enqueue_owners, updated, enqueue_owners)
+        child.add_handler(enqueue_owners, updated, deleted)
         return self
 
     def watches(
@@ -136,16 +154,22 @@ class Controller:
         *,
         on_update: Callable[[Object, Object], bool] | None = None,
         batch: float = 0.0,
+        skip_own_echoes: bool = False,
     ) -> Controller:
         """A change to an object of ``source`` enqueues the keys ``mapper`` returns for it.
 
         ``on_update(old, new)`` filters updates (for example: only when the spec changed), so a status
         write on a popular object does not requeue everything that maps from it. ``batch`` (seconds)
         delays the enqueue, so that a burst of changes (thousands of Paths of one Mesh) gives one
-        reconcile instead of one per change.
+        reconcile instead of one per change. ``skip_own_echoes``: a key's own write to an object that
+        maps back to it does not requeue it, as for owned children; only where its reconcile reads
+        nothing from that object that the write could change (a Mesh counts the Paths it creates).
         """
 
-        def enqueue(key: ObjectKey) -> None:
+        def enqueue(obj: Object, key: ObjectKey, *, created_or_updated: bool) -> None:
+            own = self._own_writes if skip_own_echoes and created_or_updated else None
+            if own is not None and own.is_echo(obj, self.name, key):
+                return
             if batch > 0:
                 self.queue.add_batched(key, batch)
             else:
@@ -153,13 +177,17 @@ class Controller:
 
         def enqueue_mapped(obj: Object) -> None:
             for key in mapper(obj):
-                enqueue(key)
+                enqueue(obj, key, created_or_updated=True)
+
+        def deleted(obj: Object) -> None:
+            for key in mapper(obj):
+                enqueue(obj, key, created_or_updated=False)
 
         def updated(old: Object, new: Object) -> None:
             if on_update is None or on_update(old, new):
                 enqueue_mapped(new)
 
-        source.add_handler(enqueue_mapped, updated, enqueue_mapped)
+        source.add_handler(enqueue_mapped, updated, deleted)
         return self
 
     # -- running ----------------------------------------------------------------------------------
@@ -200,11 +228,28 @@ class Controller:
         return not still_running
 
     def enqueue_all(self) -> int:
-        """Queue every cached primary object (a resync); returns how many."""
+        """Queue every cached primary object; returns how many."""
         objects = self.primary.list()
         for obj in objects:
             self.queue.add(ObjectKey.of(obj))
         return len(objects)
+
+    def enqueue_due(self, period: float) -> int:
+        """Queue every cached primary object not reconciled within ``period`` seconds (a resync);
+        returns how many. A key reconciled just now (while thousands of new objects keep the workers
+        busy, say) is not looked at again only because the clock came round."""
+        now = self._clock.monotonic()
+        done, self._reconciled_at = self._reconciled_at, {}
+        due = 0
+        for obj in self.primary.list():
+            key = ObjectKey.of(obj)
+            last = done.get(key)
+            if last is not None and now - last < period:
+                self._reconciled_at[key] = last  # keys of deleted objects are dropped here
+            else:
+                self.queue.add(key)
+                due += 1
+        return due
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -231,7 +276,7 @@ class Controller:
 
     async def _process(self, key: ObjectKey) -> None:
         started = self._clock.monotonic()
-        with bind_reconcile_context(self.name, key.namespace, key.name):
+        with bind_reconcile_context(self.name, key.namespace, key.name), writing_as(self.name, key):
             try:
                 result = await self.reconciler.reconcile(key)
             except asyncio.CancelledError:
@@ -248,6 +293,7 @@ class Controller:
                     self.queue.add_rate_limited(key)
                 return
         elapsed = self._clock.monotonic() - started
+        self._reconciled_at[key] = started  # what it read is as old as its start
         if result is not None and result.requeue_after is not None:
             self.queue.forget(key)
             self.queue.add_after(key, result.requeue_after)
@@ -260,9 +306,12 @@ class Controller:
             self.metrics.observe_reconcile(self.name, RESULT_SUCCESS, elapsed)
 
     async def _resync_loop(self, period: float) -> None:
+        """Every object is looked at again once its last reconcile is ``period`` old (checked a few
+        times per period, so it waits at most a fraction of a period longer)."""
         while not self._stopping:
             # Jittered, so controllers (and replicas) do not all resync in the same instant.
-            await self._clock.sleep(period * (1 + random.uniform(0, RESYNC_JITTER)))
+            check = period / RESYNC_CHECKS_PER_PERIOD
+            await self._clock.sleep(check * (1 + random.uniform(0, RESYNC_JITTER)))
             if not self._stopping:
-                count = self.enqueue_all()
+                count = self.enqueue_due(period)
                 log.debug("resync", controller=self.name, objects=count)

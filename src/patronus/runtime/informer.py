@@ -23,6 +23,7 @@ from patronus.kube.errors import ApiError, GoneError
 from patronus.kube.resource import ObjectKey, ResourceKind
 from patronus.runtime.cache import Indexer, Object, lean, object_resource_version
 from patronus.runtime.clock import Clock, SystemClock
+from patronus.runtime.echoes import replaying
 
 log = structlog.get_logger(__name__)
 
@@ -244,12 +245,13 @@ class Informer:
             updated=len(changes.updated),
             deleted=len(changes.deleted),
         )
-        for obj in changes.added:
-            self._notify_add(obj)
-        for old, new in changes.updated:
-            self._notify_update(old, new)
-        for obj in changes.deleted:
-            self._notify_delete(obj)
+        with replaying():  # a relist folds many writes into one version: none of these is an echo
+            for obj in changes.added:
+                self._notify_add(obj)
+            for old, new in changes.updated:
+                self._notify_update(old, new)
+            for obj in changes.deleted:
+                self._notify_delete(obj)
         self._synced.set()
 
     async def _watch(self) -> None:

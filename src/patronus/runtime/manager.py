@@ -19,6 +19,7 @@ from patronus.kube.resource import ResourceKind
 from patronus.runtime.cache import Object
 from patronus.runtime.clock import Clock, SystemClock
 from patronus.runtime.controller import Controller, Reconciler
+from patronus.runtime.echoes import OwnWrites, RecordingClient
 from patronus.runtime.events import EventRecorder
 from patronus.runtime.health import HealthServer, MetricsServer
 from patronus.runtime.informer import Informer
@@ -75,7 +76,10 @@ class Manager:
         metrics: OperatorMetrics | None = None,
     ) -> None:
         self.options = options
-        self.client = client
+        self.own_writes = OwnWrites()
+        # Reconcilers write through this client, so that the echoes of their writes can be recognised.
+        self.client: KubeClient = RecordingClient(client, self.own_writes)
+        self._raw_client = client
         self.clock = clock or SystemClock()
         self.metrics = metrics or OperatorMetrics()
         self.events = EventRecorder(
@@ -117,7 +121,9 @@ class Manager:
             self._caches[key] = KindCache(
                 kind,
                 [
-                    Informer(self.client, kind, namespace, label_selector=label_selector, clock=self.clock)
+                    Informer(
+                        self._raw_client, kind, namespace, label_selector=label_selector, clock=self.clock
+                    )
                     for namespace in namespaces
                 ],
             )
@@ -144,6 +150,7 @@ class Manager:
             metrics=self.metrics,
             clock=self.clock,
             on_update=on_update,
+            own_writes=self.own_writes,
         )
         self.controllers.append(controller)
         return controller

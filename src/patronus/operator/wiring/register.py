@@ -63,7 +63,9 @@ def _site_controller(manager: Manager, ctx: Context) -> None:
             caches.sites, partial(mappers.sites_related_to_site, caches), on_update=filters.spec_changed
         )
         .watches(caches.child(SECRET), peers_of_owner, on_update=filters.public_key_changed)
-        .watches(caches.child(SECRET), partial(mappers.site_of_key_secret, caches))
+        # A site reads back from its own key Secret only the pair it wrote: its own write's echo is news
+        # to its peers (above), not to it.
+        .watches(caches.child(SECRET), partial(mappers.site_of_key_secret, caches), skip_own_echoes=True)
         .watches(
             caches.child(SECRET),
             partial(mappers.sites_sharing_secret_key, caches),
