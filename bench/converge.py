@@ -633,8 +633,18 @@ async def create_all(
     done.append(time.monotonic())
 
 
+def reconciles_line(manager: Manager) -> str:
+    done: Counter[str] = Counter()
+    for (controller, _result), count in counter_by(
+        manager, "patronus_operator_reconcile", "controller", "result"
+    ).items():
+        done[controller] += int(count)
+    return " ".join(f"{name}={count}" for name, count in sorted(done.items()))
+
+
 def queue_line(manager: Manager) -> str:
-    return " ".join(f"{c.name}={len(c.queue)}+{len(c.queue.processing())}" for c in manager.controllers)
+    queues = " ".join(f"{c.name}={len(c.queue)}+{len(c.queue.processing())}" for c in manager.controllers)
+    return f"{queues} echoes skipped={manager.own_writes.skipped}"
 
 
 @dataclass
@@ -711,6 +721,10 @@ async def _watch(  # noqa: PLR0917
             if progress.done(work) and created:
                 watch.converged = now - started
                 print(f"  [{now - started:7.1f}s] converged: {progress.line(work)}", flush=True)
+                print(
+                    f"    reconciles until then: {reconciles_line(manager)}; {queue_line(manager)}",
+                    flush=True,
+                )
                 break
             if now >= next_progress:
                 print(
@@ -764,6 +778,8 @@ def profile_report(profiler: cProfile.Profile | None) -> str:
         return ""
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
+    if os.environ.get("CONVERGE_PROFILE_OUT"):
+        stats.dump_stats(os.environ["CONVERGE_PROFILE_OUT"])  # for a closer look with pstats
     stats.sort_stats("tottime").print_stats(25)
     stats.sort_stats("cumulative").print_stats(40)
     return out.getvalue()
