@@ -282,6 +282,18 @@ def _port_protocols(protocol: str, family: int | None) -> tuple[str, ...]:
     return (protocol,) if protocol in ("tcp", "udp") else ("tcp", "udp")
 
 
+def _policy_map(
+    policies: Sequence[RoutingPolicy], tags: Mapping[str, int], marks: Mapping[str, int]
+) -> list[str]:
+    """The ``policy_path`` map: each policy's tag to its path's mark, for the policies that have one."""
+    routed = [(p.name, marks[p.path]) for p in policies if p.path is not None and p.path in marks]
+    elements = [f"{hex_mark(tags[name])} : {hex_mark(mark)}" for name, mark in routed]
+    lines = [f"\tmap {POLICY_MAP} {{", "\t\ttype mark : mark"]
+    if elements:
+        lines.append("\t\telements = { " + ", ".join(elements) + " }")
+    return [*lines, "\t}"]
+
+
 def render_nftables(
     table_name: str,
     policies: Iterable[RoutingPolicy],
@@ -313,11 +325,7 @@ def render_nftables(
     lines = [f"table inet {table}", f"delete table inet {table}", f"table inet {table} {{"]
     lines += [f"\tcounter {name} {{ }}" for p in policies for name in counter_names(p.name)]
     lines += [f"\t{declaration}" for declaration in candidates.sets]
-    elements = [f"{hex_mark(tags[p.name])} : {hex_mark(marks[p.path])}" for p in policies if p.path in marks]
-    lines += [f"\tmap {POLICY_MAP} {{", "\t\ttype mark : mark"]
-    if elements:
-        lines.append("\t\telements = { " + ", ".join(elements) + " }")
-    lines.append("\t}")
+    lines += _policy_map(policies, tags, marks)
     classify: list[dispatch.Entry] = []
     shaping: list[dispatch.Entry] = []
     for index, policy in enumerate(policies):

@@ -28,9 +28,11 @@ def _reason(obj: Object, kind: str) -> Any:
 
 
 def spec_or_agent_reporting_changed(old: Object, new: Object) -> bool:
-    """What a Path reads from its source Site: its spec, and whether its agent still sends heartbeats
-    (a quiet agent's path reports are not trusted, however recent)."""
-    return spec_changed(old, new) or _reason(old, "AgentReporting") != _reason(new, "AgentReporting")
+    """What a Path reads from its source Site: its spec, and whether its agent went quiet (a quiet agent's
+    path reports are not trusted, however recent). A Site's first report (no condition, then a fresh
+    one) concerns no Path."""
+    quiet_before = _reason(old, "AgentReporting") == "HeartbeatStale"
+    return spec_changed(old, new) or quiet_before != (_reason(new, "AgentReporting") == "HeartbeatStale")
 
 
 def never(_old: Object, _new: Object) -> bool:

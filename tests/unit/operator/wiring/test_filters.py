@@ -232,3 +232,5 @@ def test_what_a_path_reads_from_its_sites() -> None:
     base = {"metadata": {"name": "a", "generation": 1}, "spec": {}}
     assert spec_or_agent_reporting_changed({**base, **fresh}, {**base, **quiet})
     assert not spec_or_agent_reporting_changed({**base, **fresh}, {**base, **fresh, "x": 1})
+    assert spec_or_agent_reporting_changed({**base, **quiet}, {**base, **fresh}), "back from quiet"
+    assert not spec_or_agent_reporting_changed(base, {**base, **fresh}), "a first report: no Path cares"
