@@ -167,7 +167,11 @@ def test_prometheus_scrapes_the_operator_and_has_a_target_per_agent(lab: Lab) ->
     assert alerts["PatronusPathDegraded"]["duration"] == 20  # 10m / 30: the lab's quickened copy
     assert all(r["health"] == "ok" for r in alerts.values()), alerts
     # Nothing is wrong in a fresh lab: the operator's alerts are quiet (their faults are unit-tested).
-    assert lab.alerts("PatronusOperatorLeaderMissing") == []
+    # LeaderMissing's quickened `for` is 2 s, so two missed scrapes of the operator on a busy host fire
+    # it once (CI saw it once); quiet means it resolves, not that it can never have fired.
+    eventually(
+        lambda: lab.alerts("PatronusOperatorLeaderMissing") == [], timeout=20, what="no LeaderMissing alert"
+    )
     assert lab.alerts("PatronusOperatorReconcileErrors") == []
 
 

@@ -30,6 +30,12 @@ def as_agent(
     )
 
 
+def agent_bound(control_plane: ControlPlane, namespace: str, site_name: str) -> bool:
+    """The site's agent identity may read its Site: its Role and RoleBinding are in place."""
+    probe = as_agent(control_plane, namespace, site_name, "get", "sites.sdwan.patronus.dev", site_name)
+    return bool(probe.returncode == 0)
+
+
 def agent_patches_status(
     control_plane: ControlPlane, namespace: str, site_name: str, status: dict[str, Any]
 ) -> None:
@@ -75,6 +81,7 @@ async def test_an_agent_cannot_hijack_an_address_or_a_key_through_its_status(
     b_honest = await peer_entry(operator, namespace, "a", "b")
 
     forged = "u3TIrcxVqJhNxDXYP5Ujt9xZ7kNOnkshoeMcIvJx2ic="
+    await eventually(lambda: agent_bound(control_plane, namespace, "b"), 30, "b's agent Role bound")
     agent_patches_status(control_plane, namespace, "b", {"overlayAddress": a_address, "publicKey": forged})
     await operator.settle()
     assert await peer_entry(operator, namespace, "a", "b") == b_honest
@@ -112,11 +119,7 @@ async def test_an_agent_identity_reaches_nothing_of_another_site(
     rest = operator.rest
     await create(rest, site(namespace, "a"), site(namespace, "b"), mesh(namespace, "m", ["a", "b"]))
 
-    async def b_can_report() -> bool:
-        probe = as_agent(control_plane, namespace, "b", "get", "sites.sdwan.patronus.dev", "b")
-        return probe.returncode == 0
-
-    await eventually(b_can_report, 30, "b's agent Role bound")
+    await eventually(lambda: agent_bound(control_plane, namespace, "b"), 30, "b's agent Role bound")
     patch_status = ["--subresource=status", "--type=merge", "-p", '{"status":{"phase":"Failed"}}']
     attempts = {
         "a's status": ["patch", "sites.sdwan.patronus.dev", "a", *patch_status],
@@ -219,6 +222,8 @@ async def test_the_agent_reports_in_its_site_and_the_operator_sums_up_the_policy
         return next((str(c["reason"]) for c in conditions if c["type"] == "Ready"), "")
 
     await eventually(lambda: _is(ready_reason(), "AwaitingAgent"), 30, "the policy waits for the agent")
+    # The Policy's status does not wait for a's children: report once a's agent identity is bound.
+    await eventually(lambda: agent_bound(control_plane, namespace, "a"), 30, "a's agent Role bound")
     report = {
         "name": "voice",
         "active": True,
