@@ -278,7 +278,7 @@ async def test_configuration_changes_reach_the_agent_without_touching_its_pod(
         return str(config_map["metadata"]["annotations"]["sdwan.patronus.dev/config-digest"])
 
     first = await eventually(digest, 30, "a's configuration")
-    await eventually(lambda: _exists(rest, DEPLOYMENT, namespace, "a-agent"), 30, "a's agent Deployment")
+    await eventually(lambda: exists(rest, DEPLOYMENT, namespace, "a-agent"), 30, "a's agent Deployment")
     await operator.settle()
     template = (await rest.get(DEPLOYMENT, namespace, "a-agent"))["spec"]["template"]
     assert (await get_status(rest, SITE, namespace, "a"))["configMap"] == "a-agent"
@@ -311,11 +311,3 @@ async def _is(value: Any, expected: Any) -> bool:
 
 async def _differs(value: Any, other: Any) -> bool:
     return bool(await value != other)
-
-
-async def _exists(rest: Any, kind: Any, namespace: str, name: str) -> bool:
-    try:
-        await rest.get(kind, namespace, name)
-    except NotFoundError:
-        return False
-    return True

@@ -16,7 +16,7 @@ from patronus.kube.resource import CONFIG_MAP, DEPLOYMENT, MESH, PATH, SECRET, S
 from patronus.topology import path_name
 from patronus.wireguard.keys import generate_private_key, public_key_for
 from tests.integration.operator.conftest import Eventually, RunningOperator
-from tests.integration.operator.test_controllers import GV, create, get_status, mesh, site
+from tests.integration.operator.test_controllers import GV, create, exists, get_status, mesh, site
 
 
 def secret(
@@ -80,7 +80,7 @@ async def test_a_site_cannot_borrow_another_sites_key_secret(
         return str((await condition(operator, namespace, "a", SITE, "KeysReady")).get("reason", ""))
 
     await eventually(lambda: _is(keys_reason(), "KeySecretNotUsable"), 30, "a refused b's Secret")
-    await eventually(lambda: _exists(rest, DEPLOYMENT, namespace, "a-agent"), 30, "a's Deployment")
+    await eventually(lambda: exists(rest, DEPLOYMENT, namespace, "a-agent"), 30, "a's Deployment")
     await operator.settle()
     assert not agent_can(control_plane, namespace, "a", "get", "secrets/b-wireguard")
     pod = (await rest.get(DEPLOYMENT, namespace, "a-agent"))["spec"]["template"]["spec"]
@@ -286,14 +286,6 @@ async def _is(value: Any, expected: Any) -> bool:
 
 async def _contains(value: Any, item: Any) -> bool:
     return item in await value
-
-
-async def _exists(rest: Any, kind: Any, namespace: str, name: str) -> bool:
-    try:
-        await rest.get(kind, namespace, name)
-    except NotFoundError:
-        return False
-    return True
 
 
 async def _has_peer(operator: RunningOperator, namespace: str, name: str, peer: str) -> bool:
