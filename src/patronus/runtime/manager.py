@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from patronus.kube.client import KubeClient
 from patronus.kube.resource import ResourceKind
 from patronus.runtime.cache import Object
 from patronus.runtime.clock import Clock, SystemClock
+from patronus.runtime.collector import CollectorPolicy, run_collector_policy
 from patronus.runtime.controller import Controller, Reconciler
 from patronus.runtime.echoes import OwnWrites, RecordingClient
 from patronus.runtime.events import EventRecorder
@@ -62,6 +63,8 @@ class ManagerOptions:
     shutdown_timeout: float = 20.0
     cache_sync_timeout: float = 120.0
     event_component: str = "patronus-operator"
+    collector: CollectorPolicy = field(default_factory=CollectorPolicy)
+    """Garbage collection of the caches' old objects (see ``runtime.collector``)."""
 
 
 class Manager:
@@ -196,6 +199,9 @@ class Manager:
         await self.metrics_server.start(host, self.options.metrics_port)
         await self.health.start(host, self.options.health_probe_port)
         events_task = asyncio.create_task(self.events.run(), name="events")
+        collector_task = asyncio.create_task(
+            run_collector_policy(self.options.collector, self.clock), name="garbage-collector"
+        )
         self._informer_tasks = [
             asyncio.create_task(informer.run(), name=f"informer-{kind}-{informer.namespace or '*'}")
             for kind, cache in self._caches.items()
@@ -217,9 +223,10 @@ class Manager:
                 task.cancel()
             await asyncio.gather(*self._informer_tasks, return_exceptions=True)
             await self.events.aclose()
-            events_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await events_task
+            for task in (events_task, collector_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self.health.stop()
             await self.metrics_server.stop()
             if install_signal_handlers:
