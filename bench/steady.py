@@ -44,7 +44,7 @@ import resource
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ from converge import (
     make_workload,
     operator_config,
 )
+from gc_time import CollectorTime, describe
 from steady_reporter import FIELDS, INDEX, LAG_BOUNDS, WRITES, Job, all_jobs, run_reporter
 
 from patronus.controlplane import ControlPlane
@@ -69,6 +70,7 @@ from patronus.kube.resource import PATH, POLICY, SITE
 from patronus.kube.rest import RestClient
 from patronus.operator.main import manager_options
 from patronus.operator.wiring import register
+from patronus.runtime.collector import CollectorPolicy
 from patronus.runtime.logs import configure_logging
 from patronus.runtime.manager import Manager
 
@@ -133,7 +135,10 @@ async def measure(plane: ControlPlane, args: argparse.Namespace) -> None:
     plane.kubectl("create", "namespace", namespace)
     config = operator_config(namespace, args)
     rest = CountingRestClient.open(plane.kubeconfig, "patronus-operator")
-    manager = Manager(manager_options(config), rest)
+    options = manager_options(config)
+    if args.collector == "cpython":
+        options = replace(options, collector=CollectorPolicy(freeze_period=0))
+    manager = Manager(options, rest)
     register(manager, config)
     task = asyncio.create_task(manager.run(install_signal_handlers=False))
     work = make_workload(args.sites, args.mesh_sites, args.policies)
@@ -288,6 +293,7 @@ class Probe:
     plane: ControlPlane
     reporters: list[int] = field(default_factory=list)
     shared: Any = None
+    collector: CollectorTime = field(default_factory=lambda: CollectorTime().start())
 
     def snapshot(self) -> dict[str, Any]:
         informers = [i for cache in self.manager._caches.values() for i in cache.informers]
@@ -301,6 +307,7 @@ class Probe:
             "events": sum(i.stats.events for i in informers),
             "requests": apiserver_durations(self.plane),
             "agents": list(self.shared) if self.shared is not None else [0.0] * len(FIELDS),
+            "gc": self.collector.snapshot(),
         }
 
 
@@ -338,6 +345,7 @@ async def window(
     )
     print("  reconciles: " + ", ".join(f"{name} {count:.0f}" for name, count in sorted(reconciles.items())))
     print(f"  watch events applied by the operator's informers: {after['events'] - before['events']}")
+    print("  operator's " + describe(before["gc"], after["gc"]))
     print_apiserver(before["requests"], after["requests"])
     applied = 0.0
     if rate:
@@ -375,6 +383,8 @@ def main() -> None:
                         help="policy counters grow with every report (traffic), or stay at zero")  # fmt: skip
     parser.add_argument("--reporters", type=int, default=2, help="reporter processes")
     parser.add_argument("--in-flight", type=int, default=20, help="open requests per reporter, at most")
+    parser.add_argument("--collector", choices=("frozen", "cpython"), default="frozen",
+                        help="operator's garbage collection: its policy or CPython's defaults")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="cProfile the operator's reporting window")
     args = parser.parse_args()
     configure_logging("warning", "console")
