@@ -204,8 +204,11 @@ class Indexer:
             raise KeyError(f"no index {name!r}") from None
         return index.keys(value)
 
-    def keys(self) -> builtins.list[ObjectKey]:
-        return list(self._items)
+    def keys(self, namespace: str | None = None) -> builtins.list[ObjectKey]:
+        """The keys of the objects (in ``namespace``), without touching the objects."""
+        if namespace is None:
+            return list(self._items)
+        return self._indexes[NAMESPACE_INDEX].keys(namespace)
 
     def __len__(self) -> int:
         return len(self._items)

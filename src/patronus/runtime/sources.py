@@ -9,7 +9,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Iterable
 
-from patronus.kube.resource import ResourceKind
+from patronus.kube.resource import ObjectKey, ResourceKind
 from patronus.runtime.cache import IndexFunc, Object
 from patronus.runtime.informer import Informer, OnAdd, OnDelete, OnUpdate
 
@@ -41,6 +41,11 @@ class KindCache:
 
     def list(self, namespace: str | None = None) -> builtins.list[Object]:
         return [obj for informer in self._for(namespace) for obj in informer.indexer.list(namespace)]
+
+    def keys(self, namespace: str | None = None) -> builtins.list[ObjectKey]:
+        """The keys of the cached objects (in ``namespace``): for a mapper that concerns them all, and
+        cheaper than :meth:`list` then a key per object."""
+        return [key for informer in self._for(namespace) for key in informer.indexer.keys(namespace)]
 
     def by_index(self, index: str, value: str) -> builtins.list[Object]:
         return [obj for informer in self.informers for obj in informer.indexer.by_index(index, value)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from patronus.api import parsers
 from patronus.api.agentconfig import (
@@ -162,6 +162,14 @@ def _enforced_at(policy: Policy, site: str) -> bool:
     return primary is None or primary.site_ref == site
 
 
+def enforced_policies(policies: Iterable[Policy], site: str) -> list[Policy]:
+    """The policies enforced at ``site``, in the order its agent evaluates them: descending priority,
+    then name."""
+    return sorted(
+        (p for p in policies if _enforced_at(p, site)), key=lambda p: (-p.spec.priority, p.metadata.name)
+    )
+
+
 def render_agent_config(
     local: SiteView,
     namespace: str,
@@ -181,10 +189,7 @@ def render_agent_config(
     own_paths = sorted(
         (p for p in paths if p.spec.source.site_ref == local.name), key=lambda p: p.metadata.name
     )
-    own_policies = sorted(
-        (p for p in policies if _enforced_at(p, local.name)),
-        key=lambda p: (-p.spec.priority, p.metadata.name),
-    )
+    own_policies = enforced_policies(policies, local.name)
     return AgentConfig(
         site=local.name,
         namespace=namespace,

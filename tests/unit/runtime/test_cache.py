@@ -83,8 +83,12 @@ def test_namespace_index_and_list() -> None:
     assert names(indexer.list("x")) == ["a", "b"]
     assert names(indexer.list("y")) == ["c"]
     assert indexer.list("z") == []
+    assert sorted(indexer.keys("x")) == [ObjectKey("x", "a"), ObjectKey("x", "b")]
+    assert sorted(indexer.keys()) == [ObjectKey("x", "a"), ObjectKey("x", "b"), ObjectKey("y", "c")]
+    assert indexer.keys("z") == []
     indexer.delete(ObjectKey("x", "a"))
     assert names(indexer.list("x")) == ["b"]
+    assert indexer.keys("x") == [ObjectKey("x", "b")]
 
 
 def test_label_index_follows_updates() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from patronus.kube.resource import ObjectKey, ResourceKind
 from patronus.operator.context import Context
-from patronus.operator.reconcile.apply import apply_stamped, needs_apply
+from patronus.operator.reconcile.apply import apply_stamped, create_stamped, needs_apply
 from patronus.operator.site.children.names import child_names
 from patronus.operator.site.kinds import CHILD_KINDS, CHILD_KINDS_BY_NAME
 
@@ -41,19 +41,26 @@ class ChildrenApplier:
         inputs: Hashable,
         build: Callable[[], Sequence[Manifest]],
         write_status: Callable[[], Awaitable[object]],
+        *,
+        create_first: str | None = None,
     ) -> None:
         """Apply what ``build()`` returns where the cache does not hold it yet, then ``write_status()``.
 
         ``inputs`` identifies everything ``build`` reads: equal inputs and unchanged cached children mean
-        there is nothing to build.
+        there is nothing to build. A stale child of kind ``create_first`` is created (never applied:
+        :class:`~patronus.kube.errors.AlreadyExistsError` if it exists) before anything else is written.
         """
         memo = (inputs, self.versions(key))
         if self._current.get(key) == memo:
             await write_status()
             return
         stale = self._stale(key.namespace, build())
-        first = [(k, s) for k, s in stale if not CHILD_KINDS_BY_NAME[k.kind].second_wave]
-        second = [(k, s) for k, s in stale if CHILD_KINDS_BY_NAME[k.kind].second_wave]
+        for kind, stamped in stale:
+            if kind.kind == create_first:
+                await create_stamped(self.ctx.client, kind, stamped, self.ctx.applied)
+        rest = [(k, s) for k, s in stale if k.kind != create_first]
+        first = [(k, s) for k, s in rest if not CHILD_KINDS_BY_NAME[k.kind].second_wave]
+        second = [(k, s) for k, s in rest if CHILD_KINDS_BY_NAME[k.kind].second_wave]
         await self._wave(first)
         await self._wave(second, write_status)
         if not stale:

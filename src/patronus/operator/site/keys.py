@@ -23,7 +23,7 @@ from typing import Any
 from patronus.api.parsers import parse_wireguard_key
 from patronus.api.site import Site
 from patronus.kube.errors import NotFoundError
-from patronus.kube.resource import SECRET
+from patronus.kube.resource import SECRET, ObjectKey
 from patronus.operator.context import Context
 from patronus.operator.reconcile.conditions import Cond
 from patronus.operator.site.children.data import PRIVATE_KEY, PUBLIC_KEY
@@ -48,6 +48,9 @@ class KeyMaterial:
     """The Secret the agent reads its private key from; None for an external site."""
     generated: tuple[str, str] | None = field(default=None, repr=False)
     """(private, public) when the operator made the pair: the ``{site}-wireguard`` Secret holds it."""
+    fresh: bool = False
+    """The pair was made by this process and its Secret is not known to exist: it is created, never
+    applied, so that a Secret of that name the cache does not show is never overwritten."""
 
     @property
     def ready(self) -> bool:
@@ -87,30 +90,86 @@ def public_key_of(site: Site, key_secret: Mapping[str, Any] | None) -> str | Non
     return site.spec.wireguard.public_key or generated_public_key(key_secret)
 
 
-async def resolve_keys(ctx: Context, obj: Mapping[str, Any], site: Site) -> KeyMaterial:
+class GeneratedKeys:
+    """The pairs this process generated, per site (uid), until the cache shows their Secret.
+
+    A new site's Secret is created, not applied, so there is nothing to read first: if a Secret of that
+    name exists that the cache does not show (another replica's write not seen yet, a Secret without the
+    site label), the create fails and only then is it read (:func:`adopt_existing_secret`). Once
+    created, the pair is kept here until the cache shows it, so the cache lagging our own write needs no
+    read either, and the key is never replaced.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[ObjectKey, tuple[str, tuple[str, str], bool]] = {}  # (uid, pair, Secret stored)
+
+    def pair(self, obj: Mapping[str, Any]) -> tuple[tuple[str, str], bool] | None:
+        """The pair held for this site (a re-created site, with another uid, has none), and whether its
+        Secret was written."""
+        held = self._held.get(ObjectKey.of(obj))
+        return (held[1], held[2]) if held is not None and held[0] == _uid(obj) else None
+
+    def hold(self, obj: Mapping[str, Any], pair: tuple[str, str], *, stored: bool) -> None:
+        self._held[ObjectKey.of(obj)] = (_uid(obj), pair, stored)
+
+    def stored(self, obj: Mapping[str, Any]) -> None:
+        """The pair's Secret was written."""
+        held = self.pair(obj)
+        if held is not None:
+            self.hold(obj, held[0], stored=True)
+
+    def forget(self, key: ObjectKey) -> None:
+        self._held.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+
+def _uid(obj: Mapping[str, Any]) -> str:
+    return str(obj["metadata"].get("uid") or "")
+
+
+async def resolve_keys(
+    ctx: Context, obj: Mapping[str, Any], site: Site, generated: GeneratedKeys
+) -> KeyMaterial:
     """The site's key material, generating a pair when the site needs one and none is stored."""
     wireguard = site.spec.wireguard
     if wireguard.public_key is None:
-        return await _generated(ctx, obj)
+        return _generated(ctx, obj, generated)
     if wireguard.private_key_secret_ref is None:
         message = "the site's agent runs outside the cluster and holds its own private key"
         return KeyMaterial(Cond(KEYS_READY, "True", "ExternalSite", message), wireguard.public_key, None)
     return await _from_user_secret(ctx, obj, site)
 
 
-async def _generated(ctx: Context, obj: Mapping[str, Any]) -> KeyMaterial:
+def _generated(ctx: Context, obj: Mapping[str, Any], generated: GeneratedKeys) -> KeyMaterial:
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     secret_name = child_names(name).secret
+    ready = Cond(KEYS_READY, "True", "KeyGenerated")
     pair = key_pair(ctx.caches.child(SECRET).get(namespace, secret_name))
-    if pair is None:
-        # The cache may lag our own write; never replace a key that exists because of it.
-        with contextlib.suppress(NotFoundError):
-            pair = key_pair(await ctx.client.get(SECRET, namespace, secret_name))
-    if pair is None:
+    if pair is not None:
+        generated.forget(ObjectKey.of(obj))
+        return KeyMaterial(ready, pair[1], secret_name, pair)
+    held = generated.pair(obj)
+    if held is None:
         private = generate_private_key()
-        pair = (private, public_key_for(private))
-        log.info("generated a WireGuard key pair", site=name, public_key=pair[1])
-    return KeyMaterial(Cond(KEYS_READY, "True", "KeyGenerated"), pair[1], secret_name, pair)
+        held = ((private, public_key_for(private)), False)
+        generated.hold(obj, held[0], stored=False)
+        log.info("generated a WireGuard key pair", site=name, public_key=held[0][1])
+    return KeyMaterial(ready, held[0][1], secret_name, held[0], fresh=not held[1])
+
+
+async def adopt_existing_secret(ctx: Context, obj: Mapping[str, Any], generated: GeneratedKeys) -> None:
+    """Creating the site's key Secret found one of that name: its pair is the site's, if it holds one
+    (the cache lagged); else ours replaces it (applied from now on)."""
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    found = None
+    with contextlib.suppress(NotFoundError):
+        found = key_pair(await ctx.client.get(SECRET, namespace, child_names(name).secret))
+    held = generated.pair(obj)
+    pair = found or (held[0] if held is not None else None)
+    if pair is not None:
+        generated.hold(obj, pair, stored=True)
 
 
 def user_secret_usable(secret: Mapping[str, Any] | None, site_name: str) -> bool:

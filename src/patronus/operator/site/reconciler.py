@@ -14,7 +14,8 @@ from dataclasses import replace
 from typing import Any
 
 from patronus.api import Site
-from patronus.kube.resource import CONFIG_MAP, LEASE, SITE, ObjectKey
+from patronus.kube.errors import AlreadyExistsError
+from patronus.kube.resource import CONFIG_MAP, LEASE, SECRET, SITE, ObjectKey
 from patronus.operator.context import Context
 from patronus.operator.indexes import ALL_SITES, BY_ENFORCING_SITE, BY_SOURCE, ref
 from patronus.operator.reconcile.apply import apply_status_if_changed
@@ -23,7 +24,12 @@ from patronus.operator.site.addresses import Assignment, OverlayAddresses
 from patronus.operator.site.applier import ChildrenApplier
 from patronus.operator.site.children import CONFIG_KEY, child_names, desired_children
 from patronus.operator.site.conflicts import duplicate_key_condition, key_rival, routes
-from patronus.operator.site.keys import KeyMaterial, resolve_keys
+from patronus.operator.site.keys import (
+    GeneratedKeys,
+    KeyMaterial,
+    adopt_existing_secret,
+    resolve_keys,
+)
 from patronus.operator.site.peers import peer_views
 from patronus.operator.site.render import ConfigRenderer, RenderedConfig
 from patronus.operator.site.status import (
@@ -45,6 +51,7 @@ class SiteReconciler:
             lambda: {str(p["metadata"].get("uid")) for p in ctx.caches.policies.list()}
         )
         self.applier = ChildrenApplier(ctx)
+        self.generated = GeneratedKeys()
         self.opening = Opening(
             ctx, SITE, ctx.caches.sites, Site, forget=self._forget, invalid_fields={"phase": "Failed"}
         )
@@ -54,7 +61,9 @@ class SiteReconciler:
         if opened is None:
             return None
         site = opened.model
-        keys = self._unless_contested(opened.obj, await resolve_keys(self.ctx, opened.obj, site))
+        keys = self._unless_contested(
+            opened.obj, await resolve_keys(self.ctx, opened.obj, site, self.generated)
+        )
         assignment = await self.addresses.assign(key.namespace, key.name)
         local = site_view(site, public_key=keys.public_key, overlay_address=assignment.address)
         peers = peer_views(self.ctx.caches, self.addresses, key.namespace, site)
@@ -65,9 +74,15 @@ class SiteReconciler:
             opened, keys=keys, assignment=assignment, rendered=rendered, paths=paths, peers=peers
         )
         status = site_status(opened.status, facts, now=opened.now)
-        await self._apply_children(
-            opened, keys=keys, assignment=assignment, rendered=rendered, paths=paths, status=status
-        )
+        try:
+            await self._apply_children(
+                opened, keys=keys, assignment=assignment, rendered=rendered, paths=paths, status=status
+            )
+        except AlreadyExistsError:
+            if not keys.fresh:
+                raise
+            await adopt_existing_secret(self.ctx, opened.obj, self.generated)
+            return Result(requeue=True)  # with the key that Secret holds
         event = phase_event(opened.status.get("phase"), status["phase"])
         if event is not None:
             self.ctx.events.event(opened.obj, *event)
@@ -82,6 +97,7 @@ class SiteReconciler:
         self.addresses.release(key.namespace, key.name)
         self.renderer.forget(key)
         self.applier.forget(key)
+        self.generated.forget(key)
 
     def _policies(self, key: ObjectKey) -> list[Object]:
         policies = self.ctx.caches.policies
@@ -173,4 +189,8 @@ class SiteReconciler:
         async def write_status() -> None:
             await apply_status_if_changed(self.ctx.client, SITE, obj, status, optional=("healthScore",))
 
-        await self.applier.apply(ObjectKey.of(obj), inputs, build, write_status)
+        await self.applier.apply(
+            ObjectKey.of(obj), inputs, build, write_status, create_first=SECRET.kind if keys.fresh else None
+        )
+        if keys.fresh:
+            self.generated.stored(obj)

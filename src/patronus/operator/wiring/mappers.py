@@ -61,7 +61,7 @@ def sites_of_policy(caches: Caches, obj: Object) -> list[ObjectKey]:
     """The sites whose configuration holds the policy: the one it names, or every site."""
     refs = indexes.policy_sites(obj)
     if refs == [indexes.ref(_namespace(obj), indexes.ALL_SITES)]:
-        return _keys(caches.sites.list(_namespace(obj)))
+        return caches.sites.keys(_namespace(obj))  # 250 such policies x 5,000 sites: no object touched
     return indexes.keys_from_refs(refs)
 
 

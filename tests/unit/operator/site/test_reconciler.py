@@ -31,9 +31,14 @@ WAVE_ONE_GENERATED = [
 WAVE_TWO = [("apply", "rolebindings", "a-agent"), ("apply", "deployments", "a-agent")]
 
 CASES: dict[str, tuple[list[dict[str, Any]], list[tuple[str, str, str]]]] = {
-    "generated key: every child in two waves, the status with the second": (
+    "generated key: its Secret created first, the other children in two waves, the status with the second": (
         [site("a")],
-        [*WAVE_ONE_GENERATED, *WAVE_TWO, ("apply", "sites/status", "a")],
+        [
+            ("create", "secrets", "a-wireguard"),
+            *WAVE_ONE_GENERATED[1:],
+            *WAVE_TWO,
+            ("apply", "sites/status", "a"),
+        ],
     ),
     "external site: configuration and identity only": (
         [site("a", wireguard=EXTERNAL)],
@@ -141,12 +146,53 @@ async def test_a_generated_key_is_kept_across_reconciles_and_processes() -> None
     assert world.get(SECRET, "a-wireguard")["data"] == first
 
 
+def _reads(world: World, since: int) -> list[tuple[str, str, str]]:
+    return [(r.verb, r.kind, r.name) for r in world.kube.requests[since:] if not r.is_write]
+
+
+async def test_a_new_sites_key_costs_no_read() -> None:
+    world = World(site("a"))
+    mark = world.kube.mark()
+    await world.reconcile(SiteReconciler(world.ctx), "a")
+    assert _reads(world, mark) == []
+    assert world.conditions(SITE, "a")["KeysReady"] == ("True", "KeyGenerated")
+
+
 async def test_the_cache_lagging_our_own_key_write_never_replaces_the_key() -> None:
     world = World(site("a"))
-    await world.reconcile(SiteReconciler(world.ctx), "a", sync=False)
+    reconciler = SiteReconciler(world.ctx)
+    await world.reconcile(reconciler, "a", sync=False)
     first = world.get(SECRET, "a-wireguard")["data"]
-    await world.reconcile(SiteReconciler(world.ctx), "a")  # the cache has no Secret yet: it is read
+    # The same process remembers the pair it wrote: nothing is read, the key stays.
+    mark = world.kube.mark()
+    await world.reconcile(reconciler, "a", sync=False)
+    assert _reads(world, mark) == []
     assert world.get(SECRET, "a-wireguard")["data"] == first
+    # Another process (a new leader) that has not seen the Secret yet: its create fails, the Secret is
+    # read, and its pair is the one used.
+    other = SiteReconciler(world.ctx)
+    mark = world.kube.mark()
+    await world.reconcile(other, "a", sync=False)
+    assert world.last_result is not None
+    assert world.last_result.requeue
+    assert _reads(world, mark) == [("get", "secrets", "a-wireguard")]
+    await world.reconcile(other, "a")
+    assert world.get(SECRET, "a-wireguard")["data"] == first
+    assert world.conditions(SITE, "a")["KeysReady"] == ("True", "KeyGenerated")
+
+
+async def test_a_secret_the_cache_does_not_hold_keeps_its_key() -> None:
+    """A ``{site}-wireguard`` Secret without the site label is not cached: its pair is still the site's."""
+    private = generate_private_key()
+    world = World(
+        site("a"), secret("a-wireguard", {"privateKey": private, "publicKey": public_key_for(private)})
+    )
+    reconciler = SiteReconciler(world.ctx)
+    await world.reconcile(reconciler, "a")
+    assert world.last_result is not None
+    assert world.last_result.requeue
+    await world.reconcile(reconciler, "a")
+    assert world.status(SITE, "a")["publicKey"] == public_key_for(private)
 
 
 def _config(world: World, name: str) -> dict[str, Any]:

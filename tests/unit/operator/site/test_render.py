@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 
+from patronus.api import Policy
 from patronus.kube.resource import ObjectKey
+from patronus.operator.reconcile.parsed import parsed
 from patronus.operator.site import render as render_module
 from patronus.operator.site.render import ConfigRenderer
+from patronus.topology import config_json, peers_for, render_agent_config
 from patronus.topology.peers import SiteView, UnderlayView
 
 KEY = ObjectKey("ns", "nyc")
@@ -107,11 +110,42 @@ def test_a_policy_is_rendered_once_for_every_site_that_enforces_it() -> None:
     sf = reconciler.render(ObjectKey("ns", "sf"), _view("sf", "100.96.0.2"), [], [], [web])
     assert json.loads(nyc.json)["policies"] == json.loads(sf.json)["policies"]
     assert reconciler.policy_fragments == 1
-    generation, fragment = reconciler._policy_fragments["uid-web"]
-    assert generation == 1
-    assert fragment.match.dst_ports == [[443, 443]]
+    fragment = reconciler._policy_fragments["uid-web"]
+    assert fragment.generation == 1
+    assert fragment.config.match.dst_ports == [[443, 443]]
 
     reconciler.render(KEY, _view("nyc", "100.96.0.1"), [], [], [_policy("web", 2, port="53")])
-    generation, fragment = reconciler._policy_fragments["uid-web"]
-    assert generation == 2
-    assert fragment.match.dst_ports == [[53, 53]]
+    fragment = reconciler._policy_fragments["uid-web"]
+    assert fragment.generation == 2
+    assert fragment.config.match.dst_ports == [[53, 53]]
+
+
+def _routed(name: str, priority: int, site: str | None, **spec: Any) -> dict[str, Any]:
+    action: dict[str, Any] = {"type": "route", "qos": {"class": "interactive", "bandwidth": "10Mbps"}}
+    if site is not None:
+        action["primaryPath"] = {"siteRef": site, "pathId": f"{site}-to-sf"}
+        action["backupPath"] = {"siteRef": site, "pathId": f"{site}-to-la"}
+    return {
+        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": 1},
+        "spec": {"priority": priority, "match": {"protocol": "udp", **spec}, "action": action},
+    }
+
+
+@pytest.mark.parametrize("site", ["nyc", "sf"])
+def test_the_spliced_text_is_the_whole_configuration_serialised(site: str) -> None:
+    """The text is what rendering the whole configuration and serialising it gives, byte for byte."""
+    policies = [
+        _policy("web", 1),
+        _routed("voice", 900, "nyc", dstPortRange="5000-5100", dscp=46),
+        _routed("video", 900, "sf", srcCidrs=["10.1.0.0/16"], dstCidrs=["10.2.0.0/16", "10.0.0.0/8"]),
+        _routed("bulk", 5, None, srcPortRange="1024-2048,3000"),
+        {"metadata": {"name": "bad", "namespace": "ns", "uid": "uid-bad", "generation": 1}, "spec": {}},
+    ]
+    local, peers = _view(site, "100.96.0.1"), [_view("la", "100.96.0.2"), _view("nyc-2", "100.96.0.3")]
+    text = _reconciler().render(ObjectKey("ns", site), local, peers, [], policies).json
+
+    valid = [p for p in (parsed(Policy, p) for p in policies) if p is not None]
+    peer_map = {u.name: tuple(peers_for(local, peers, u.name)) for u in local.underlays}
+    assert text == config_json(render_agent_config(local, "ns", peer_map, [], valid))
+    names = [p["name"] for p in json.loads(text)["policies"]]
+    assert names == (["voice", "web", "bulk"] if site == "nyc" else ["video", "web", "bulk"])
