@@ -20,9 +20,11 @@ CPU s/Gbit = that CPU time / gigabits received.
 
 The policy variant loads the agent's table (``PathRouting.apply``) with ``--policies`` policies in both
 namespaces and an htb class for every other policy on both module tunnel interfaces. The stream is matched
-by the lowest-priority policy, so every data packet is tried against every other policy first (the worst
-case for the classify chain), is counted, marked into a path table that routes it into the same tunnel,
-and goes through an htb class (10 Gbit/s, so it never limits).
+by the lowest-priority policy (in a plain scan every data packet would be tried against every other
+policy first; the table's port verdict maps send it straight to the policies that name its port), is
+counted, marked into a path table that routes it into the same tunnel, and goes through an htb class
+(10 Gbit/s, so it never limits). The other policies name other ports, so the stream's ACKs and the
+tunnels' encrypted packets are looked up and skipped.
 
 Variants alternate within each repeat, so a slow moment of the shared machine hits all of them; in the
 default mirrored order each repeat runs them forward and then backward (A B B A: bare, debian, module,
