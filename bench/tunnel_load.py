@@ -63,8 +63,8 @@ VARIANTS = {
 
 
 def policies_for(count: int, port: int) -> list[RoutingPolicy]:
-    """``count`` policies; the stream's (tcp to ``port``) has the lowest priority, so every data packet
-    is tried against every other policy first (the worst case for the classify chain)."""
+    """``count`` policies; the stream's (tcp to ``port``) has the lowest priority, so a plain scan would
+    try every data packet against every other policy first (the port verdict maps skip them)."""
     policies = [
         RoutingPolicy(
             f"p{i:04d}",

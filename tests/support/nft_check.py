@@ -175,7 +175,7 @@ def _check_chains(
     chains: dict[str, list[str]], ordered: list[RoutingPolicy], tags: Mapping[str, int], table: Table
 ) -> None:
     assert set(chains) - {"untracked_in", "untracked_out"} == {f"policy_{i}" for i in range(len(ordered))} | {
-        "classify", "candidates", "prerouting", "forwarded", "output", "shaping", "postrouting",
+        "classify", "candidates", "prerouting", "output", "shaping", "postrouting",
     }  # fmt: skip
     seen = "0x00800000"
     for i, policy in enumerate(ordered):
@@ -191,9 +191,7 @@ def _check_chains(
     if excluded:
         names = excluded[0] if len(excluded) == 1 else "{ " + ", ".join(excluded) + " }"
         expected_pre.append(f"iifname {names} return")
-    # The candidate rules (checked by _check_prefilter) come before the route lookup of ``forwarded``.
-    assert chains["prerouting"][: len(expected_pre)] == expected_pre
-    assert chains["forwarded"] == ["fib daddr type local return", "goto classify"]
+    assert chains["prerouting"] == [*expected_pre, "fib daddr type local return", "jump candidates"]
     assert chains["output"] == ["type route hook output priority mangle; policy accept;", "jump candidates"]
     _check_rules(chains["classify"], ordered, lambda i, p: f"goto policy_{i}")
     shaped = [p for p in ordered if p.name in table.priorities]
@@ -260,13 +258,8 @@ def _check_prefilter(
     chains: dict[str, list[str]], sets: Mapping[str, list[str]], ordered: list[RoutingPolicy]
 ) -> None:
     """Only packets some policy may match skip nothing: the candidate rules admit every policy's packets."""
-    for chain, target in (
-        ("candidates", "classify"),
-        ("prerouting", "forwarded"),
-        ("postrouting", "shaping"),
-    ):
-        # Without the hook line and prerouting's interface returns (checked by _check_chains).
-        rules = [rule for rule in chains[chain] if not rule.startswith(("type ", "iifname "))]
+    for chain, target in (("candidates", "classify"), ("postrouting", "shaping")):
+        rules = chains[chain][1:] if chain == "postrouting" else chains[chain]
         if chain == "postrouting" and not chains["shaping"]:
             assert rules == []
             continue
@@ -275,7 +268,7 @@ def _check_prefilter(
         if entries == [f"goto {target}"]:
             continue  # some policy matches everything
         used = set()
-        for rule in entries:
+        for rule in (_as_set_rule(entry, target) for entry in entries):
             assert rule.endswith(f" goto {target}"), rule
             expression = rule.removesuffix(f" goto {target}")
             assert expression in _CANDIDATE, rule
@@ -284,6 +277,14 @@ def _check_prefilter(
         for policy in ordered:
             if expected_families(policy):  # a policy that matches nothing needs no way in
                 assert _admitted(policy, sets), policy
+
+
+def _as_set_rule(rule: str, target: str) -> str:
+    """A candidate test through the scan's port map, as the set test it stands for (check_dispatch
+    checks that the map covers every port the scan's rules name)."""
+    if rule == f"meta l4proto . th dport vmap @{target}_ports":
+        return f"meta l4proto . th dport @cand_dport goto {target}"
+    return rule
 
 
 def _check_untracked(chains: dict[str, list[str]], tunnel_ports: Sequence[int]) -> None:
@@ -373,8 +374,17 @@ def check_dispatch(by_port: str, plain: str) -> None:
     plain_other, plain_chains, plain_maps = blocks(plain)
     assert plain_maps == {}
     assert other == plain_other
-    for name in set(plain_chains) - {"classify", "shaping"}:
+    for name in set(plain_chains) - {"classify", "shaping", "candidates", "postrouting"}:
         assert chains[name] == plain_chains[name], name
+    for name, scan in (("candidates", "classify"), ("postrouting", "shaping")):
+        if f"{scan}_ports" not in maps:
+            assert chains[name] == plain_chains[name], name
+            continue
+        # The port map stands in for the cand_dport test (one lookup, not two), nothing else changes;
+        # when some policy matches every packet there is no candidate test to stand in for.
+        stands_in = f"meta l4proto . th dport @cand_dport goto {scan}" in plain_chains[name]
+        assert (f"meta l4proto . th dport vmap @{scan}_ports" in chains[name]) == stands_in, name
+        assert [_as_set_rule(rule, scan) for rule in chains[name]] == plain_chains[name], name
     for scan in ("classify", "shaping"):
         rules = plain_chains[scan]
         verbs = [re.search(r"(goto policy_\d+|meta priority set 1:[0-9a-f]+ accept)$", r) for r in rules]

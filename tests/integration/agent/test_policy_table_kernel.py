@@ -79,7 +79,7 @@ def test_every_sampled_table_loads_as_rendered(netns: str, table: fuzz.Table) ->
     assert {name: len(rules) for name, rules in kernel["rules"].items()} == {
         name: len(lines) for name, lines in rule_lines.items()
     }
-    for name in ("candidates", "prerouting", "forwarded", "output", "untracked_in", "untracked_out"):
+    for name in ("candidates", "prerouting", "output", "untracked_in", "untracked_out"):
         expected = [line.split()[-1] if line.split()[-2] in ("goto", "jump") else None
                     for line in rule_lines[name]]  # fmt: skip
         assert _targets(kernel["rules"][name]) == expected

@@ -337,15 +337,17 @@ def render_nftables(
             if policy.name in minors:
                 rule = _rule(expression, f"meta priority set 1:{minors[policy.name]:x} accept")
                 shaping.append(dispatch.Entry(rule, protocols, policy.match.dst_ports))
-    maps, scans = [], []
+    maps, scans, port_maps = [], [], {}
     for name, entries in (("classify", classify), ("shaping", shaping)):
         declarations, chains = dispatch.render(name, entries, by_port)
+        if declarations:
+            port_maps[name] = f"{name}_ports"
         maps += declarations
         scans += chains
     lines += maps + scans
     lines += hooks.render(
         candidates, shaping=bool(shaping), bypass_mark=bypass_mark, excluded=ingress_exclude,
-        tunnel_ports=tunnel_ports,
+        tunnel_ports=tunnel_ports, port_maps=port_maps,
     )  # fmt: skip
     return "\n".join(lines) + "\n}\n"
 

@@ -86,6 +86,10 @@ def _collapsed(cidrs: list[str]) -> list[str]:
     return [str(n) for n in [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]]
 
 
+PORT_KEY = "meta l4proto . th dport"
+PORT_RULE = f"{PORT_KEY} @cand_dport"
+
+
 @dataclass(frozen=True)
 class Prefilter:
     """Set declarations (table level) and the candidate rules, each ending in ``goto <target>``."""
@@ -95,8 +99,17 @@ class Prefilter:
     everything: bool = False
     """Some policy matches every packet: every packet must enter the scan."""
 
-    def candidate_rules(self, target: str) -> list[str]:
-        return [f"goto {target}"] if self.everything else [f"{rule} goto {target}" for rule in self.rules]
+    def candidate_rules(self, target: str, port_map: str | None = None) -> list[str]:
+        """The rules admitting packets into ``target``. With ``port_map`` (the scan's port verdict map,
+        :mod:`patronus.agent.dataplane.dispatch`, which covers the same ports as ``cand_dport``), the
+        port test is that map itself: a hit goes straight to the rules for the packet's port, so the
+        packet pays one lookup instead of the set's and then the map's; a miss tries the other sets."""
+        if self.everything:
+            return [f"goto {target}"]
+        return [
+            f"{PORT_KEY} vmap @{port_map}" if port_map and rule == PORT_RULE else f"{rule} goto {target}"
+            for rule in self.rules
+        ]
 
 
 def build(matches: Iterable[PolicyMatch]) -> Prefilter:
@@ -116,7 +129,7 @@ def build(matches: Iterable[PolicyMatch]) -> Prefilter:
         sets.append(f"set {name} {{ type {kind};{flags} elements = {{ {', '.join(elements)} }} }}")
         rules.append(f"{expression} @{name}")
 
-    add_set("cand_dport", "inet_proto . inet_service", _ports(keys.dports), True, "meta l4proto . th dport")
+    add_set("cand_dport", "inet_proto . inet_service", _ports(keys.dports), True, PORT_KEY)
     add_set("cand_sport", "inet_proto . inet_service", _ports(keys.sports), True, "meta l4proto . th sport")
     for direction, by_family in (("daddr", keys.daddr), ("saddr", keys.saddr)):
         for version, (ip, kind) in ((4, ("ip", "ipv4_addr")), (6, ("ip6", "ipv6_addr"))):
