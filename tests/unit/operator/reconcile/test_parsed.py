@@ -1,4 +1,4 @@
-"""The parse memo: one parse per object version, one entry per object."""
+"""The parse memo: one parse per object while its metadata and spec stay the same, one entry per object."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from patronus.api import Site
 from patronus.operator.reconcile import parsed as parsed_module
-from patronus.operator.reconcile.parsed import parsed, parsed_or_error, per_version
+from patronus.operator.reconcile.parsed import parsed, parsed_or_error, per_version, spec_stamp
 
 
 def _site(version: str, endpoint: str = "a.example.net:51820", uid: str = "uid-a") -> dict[str, Any]:
@@ -69,3 +69,30 @@ def test_what_is_derived_from_an_object_is_computed_once_per_version() -> None:
     per_version("names", anonymous, names)
     per_version("names", anonymous, names)
     assert calls == ["1", "2", "1", "1"], "no uid: computed every time"
+
+
+def test_a_status_write_keeps_the_parse_and_a_label_or_spec_change_does_not() -> None:
+    first = parsed(Site, _site("1", uid="uid-status"))
+    assert first is not None
+    assert first.status is None, "the status is not parsed"
+    reported = _site("2", uid="uid-status")
+    reported["status"] = {"phase": "not a phase", "peers": -3}  # invalid, and not read
+    assert parsed(Site, reported) is first
+    labelled = _site("3", uid="uid-status")
+    labelled["metadata"]["labels"] = {"tier": "edge"}
+    relabelled = parsed(Site, labelled)
+    assert relabelled is not first
+    assert relabelled is not None
+    assert relabelled.metadata.labels == {"tier": "edge"}
+    moved = _site("4", endpoint="c.example.net:51820", uid="uid-status")
+    moved["metadata"]["labels"] = {"tier": "edge"}
+    reparsed = parsed(Site, moved)
+    assert reparsed is not None
+    assert reparsed.spec.wireguard.endpoints == ["c.example.net:51820"]
+
+
+def test_the_stamp_ignores_only_the_status_and_the_version() -> None:
+    site = _site("1")
+    assert spec_stamp(site) == spec_stamp({**_site("9"), "status": {"phase": "Active"}})
+    assert spec_stamp(site) != spec_stamp(_site("1", endpoint="b.example.net:51820"))
+    assert spec_stamp(site) != spec_stamp(_site("1", uid="uid-other"))
