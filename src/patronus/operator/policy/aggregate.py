@@ -76,10 +76,11 @@ def _summed(entries: Sequence[Mapping[str, Any]], everywhere: bool) -> dict[str,
 
 
 def aggregate(
-    enforcing: Sequence[str], reports: Mapping[str, SitePolicyReport]
+    enforcing: Sequence[str], reported: Mapping[str, Mapping[str, Any]]
 ) -> tuple[dict[str, Any], Installed]:
-    """The aggregated status fields (empty when no enforcing site reported) and how installed it is."""
-    entries = [site_entry(site, reports[site]) for site in sorted(enforcing) if site in reports]
+    """The aggregated status fields (empty when no enforcing site reported) and how installed it is,
+    from the sites' entries (:func:`site_entry`) by site; the entries are shared, not copied."""
+    entries = [reported[site] for site in sorted(enforcing) if site in reported]
     installed = Installed(sum(1 for e in entries if e["active"]), len(enforcing))
     if not entries:
         return {}, installed
@@ -88,3 +89,22 @@ def aggregate(
     else:
         top = _summed(entries, installed.everywhere)
     return {**top, "sites": entries}, installed
+
+
+COUNTERS = ("matchedFlows", "bytesRouted")
+"""Fields that grow with traffic at every report: alone, a change of them is not news (see
+``PolicyReconciler``)."""
+
+
+def without_counters(status: Mapping[str, Any]) -> dict[str, Any]:
+    """``status`` without :data:`COUNTERS`, at the top and in each ``sites`` entry. Pure."""
+    slim = {key: value for key, value in status.items() if key not in COUNTERS}
+    sites = slim.get("sites")
+    if isinstance(sites, list):
+        slim["sites"] = [
+            {key: value for key, value in entry.items() if key not in COUNTERS}
+            if isinstance(entry, dict)
+            else entry
+            for entry in sites
+        ]
+    return slim

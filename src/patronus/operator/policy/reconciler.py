@@ -8,38 +8,61 @@ sites' reports (their agents write them in their own Site's status; no agent wri
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
 
 from patronus.api import Policy, Site
+from patronus.api.reporting import STATUS_REFRESH
 from patronus.api.site import SitePolicyReport
 from patronus.kube.resource import POLICY, ObjectKey
 from patronus.operator.context import Caches, Context
 from patronus.operator.indexes import ALL_SITES, BY_REPORTED_POLICY, policy_sites, ref
-from patronus.operator.policy.aggregate import AGGREGATED_FIELDS, Installed, aggregate
+from patronus.operator.policy.aggregate import (
+    AGGREGATED_FIELDS,
+    Installed,
+    aggregate,
+    site_entry,
+    without_counters,
+)
 from patronus.operator.policy.references import check_references
-from patronus.operator.reconcile.apply import apply_status_if_changed
+from patronus.operator.reconcile.apply import apply_status, status_holds
 from patronus.operator.reconcile.conditions import Cond, find, merge
 from patronus.operator.reconcile.opening import Opening
 from patronus.operator.reconcile.parsed import parsed, per_version
 from patronus.runtime.cache import Object
 from patronus.runtime.controller import Result
 
+COUNTERS_REFRESH = STATUS_REFRESH
+"""Seconds between status writes that only move a Policy's counters."""
 
-def reports_of(caches: Caches, namespace: str, policy: str) -> dict[str, SitePolicyReport]:
-    """Each site's report on ``policy``, by site (found through the index of reported policies)."""
-    reports = {}
+
+def reports_of(caches: Caches, namespace: str, policy: str) -> dict[str, dict[str, Any]]:
+    """Each site's ``status.sites`` entry for ``policy``, by site (found through the index of reported
+    policies)."""
+    entries = {}
     for obj in caches.sites.by_index(BY_REPORTED_POLICY, ref(namespace, policy)):
-        report = per_version("site-policy-reports", obj, _site_reports).get(policy)
-        if report is not None:
-            reports[obj["metadata"]["name"]] = report
-    return reports
+        entry = per_version("site-policy-entries", obj, _site_entries).get(policy)
+        if entry is not None:
+            entries[obj["metadata"]["name"]] = entry
+    return entries
 
 
-def _site_reports(obj: Object) -> dict[str, SitePolicyReport]:
-    """A site's policy reports by policy (none from a site that does not validate). A namespace-wide
-    policy's reconcile reads one entry of every site's list: looked up, not searched."""
-    site = parsed(Site, obj)
-    status = site.status if site is not None else None
-    return {report.name: report for report in (status.policies if status is not None else None) or ()}
+def _site_entries(obj: Object) -> dict[str, dict[str, Any]]:
+    """A site's reports as Policy status entries, by policy: made once per Site version and shared,
+    read-only, by every policy's reconcile (a namespace-wide policy's reads one entry of every site's).
+    None from a site whose spec does not validate; a report that does not validate is left out."""
+    if parsed(Site, obj) is None:
+        return {}
+    site = obj["metadata"]["name"]
+    entries = {}
+    for raw in (obj.get("status") or {}).get("policies") or ():
+        try:
+            report = SitePolicyReport.model_validate(raw)
+        except ValidationError:
+            continue
+        entries[report.name] = site_entry(site, report)
+    return entries
 
 
 def enforcing_sites(caches: Caches, obj: Object) -> list[str]:
@@ -67,9 +90,15 @@ def ready_condition(resolved: Cond, installed: Installed | None) -> Cond:
 
 
 class PolicyReconciler:
+    """Writes a Policy's status when where it stands changes (references, installation, the path in use,
+    failovers: at once), and its traffic counters at most once per :data:`COUNTERS_REFRESH`: agents
+    report them once a minute each, and a namespace-wide policy's status is a list of every site's
+    entry, which the resync would otherwise rewrite (and every watcher decode) every 30 s."""
+
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.opening = Opening(ctx, POLICY, ctx.caches.policies, Policy)
+        self.opening = Opening(ctx, POLICY, ctx.caches.policies, Policy, forget=self._forget)
+        self._written: dict[ObjectKey, float] = {}  # monotonic time of the last status write, per Policy
 
     async def reconcile(self, key: ObjectKey) -> Result | None:
         opened = await self.opening.open(key)
@@ -91,12 +120,32 @@ class PolicyReconciler:
             ),
             "observedGeneration": opened.generation,
         }
-        written = await apply_status_if_changed(
-            self.ctx.client, POLICY, opened.obj, desired, optional=AGGREGATED_FIELDS
-        )
-        if written is not None and resolved.status != "True" and _newly_unresolved(previous):
+        if status_holds(opened.status, desired, optional=AGGREGATED_FIELDS):
+            return None
+        wait = self._counters_wait(key, opened.status, desired)
+        if wait > 0:
+            return Result(requeue_after=wait)
+        await apply_status(self.ctx.client, POLICY, opened.obj, desired)
+        self._written[key] = self.ctx.clock.monotonic()
+        if resolved.status != "True" and _newly_unresolved(previous):
             self.ctx.events.event(opened.obj, "Warning", resolved.reason, resolved.message)
         return None
+
+    def _counters_wait(self, key: ObjectKey, current: Mapping[str, Any], desired: Mapping[str, Any]) -> float:
+        """Seconds to hold back a write that would change only counters (0: write now)."""
+        last = self._written.get(key)
+        if last is None:
+            return 0.0
+        wait = COUNTERS_REFRESH - (self.ctx.clock.monotonic() - last)
+        if wait <= 0:
+            return 0.0
+        counters_only = status_holds(
+            without_counters(current), without_counters(desired), optional=AGGREGATED_FIELDS
+        )
+        return wait if counters_only else 0.0
+
+    def _forget(self, key: ObjectKey) -> None:
+        self._written.pop(key, None)
 
 
 def _newly_unresolved(previous: list[Mapping[str, object]] | None) -> bool:

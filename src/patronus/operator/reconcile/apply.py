@@ -188,10 +188,22 @@ async def apply_status_if_changed(
     average): their presence in the current status while absent from ``status`` is a change, and the
     apply removes them.
     """
-    current = obj.get("status") or {}
-    stale = any(field in current and field not in status for field in optional)
-    if not stale and contains(current, status):
+    if status_holds(obj.get("status") or {}, status, optional=optional):
         return None
+    return await apply_status(client, kind, obj, status)
+
+
+def status_holds(
+    current: Mapping[str, Any], status: Mapping[str, Any], *, optional: Iterable[str] = ()
+) -> bool:
+    """True when applying ``status`` over ``current`` would change nothing (see
+    :func:`apply_status_if_changed` for ``optional``)."""
+    stale = any(field in current and field not in status for field in optional)
+    return not stale and contains(current, status)
+
+
+async def apply_status(client: KubeClient, kind: ResourceKind, obj: Object, status: dict[str, Any]) -> Object:
+    """Server-side apply ``status`` to ``obj``'s status subresource, unconditionally."""
     metadata = obj["metadata"]
     body = {
         "apiVersion": kind.api_version,

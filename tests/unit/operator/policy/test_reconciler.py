@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from patronus.kube.resource import POLICY, SITE
-from patronus.operator.policy.reconciler import PolicyReconciler
+from patronus.operator.policy.reconciler import COUNTERS_REFRESH, PolicyReconciler
 from tests.unit.operator.world import World, path, policy, site, writes_of
 
 ROUTED = policy("voice", primary=("a", "a-b-fiber"), backup="a-b-lte")
@@ -141,3 +141,43 @@ async def test_reports_that_go_away_take_their_fields_with_them() -> None:
     await world.reconcile(reconciler, "voice")
     status = world.status(POLICY, "voice")
     assert not {"active", "matchedFlows", "sites"} & set(status), status
+
+
+async def test_counters_alone_are_written_once_a_refresh_and_news_at_once() -> None:
+    world = World(policy("web"), site("a"), site("b"))
+    reconciler = PolicyReconciler(world.ctx)
+    await _reports(world, "a", _report("web", active=True, matchedFlows=1, bytesRouted=10))
+    await _reports(world, "b", _report("web", active=True, matchedFlows=2, bytesRouted=20))
+    assert writes_of(await world.reconcile(reconciler, "web")) == [("apply", "policies/status", "web")]
+
+    await _reports(world, "a", _report("web", active=True, matchedFlows=5, bytesRouted=50))
+    assert await world.reconcile(reconciler, "web") == [], "counters alone wait"
+    assert world.last_result is not None
+    assert world.last_result.requeue_after == pytest.approx(COUNTERS_REFRESH)
+    world.clock.advance(COUNTERS_REFRESH / 2)
+    assert await world.reconcile(reconciler, "web") == []
+    assert world.last_result is not None
+    assert world.last_result.requeue_after == pytest.approx(COUNTERS_REFRESH / 2)
+    world.clock.advance(COUNTERS_REFRESH / 2)
+    assert writes_of(await world.reconcile(reconciler, "web")) == [("apply", "policies/status", "web")]
+    assert world.status(POLICY, "web")["matchedFlows"] == 7
+
+    await _reports(world, "b", _report("web", active=True, matchedFlows=9, failoverCount=1, pathInUse="x"))
+    assert writes_of(await world.reconcile(reconciler, "web")) == [("apply", "policies/status", "web")], (
+        "a failover is news: written at once, counters and all"
+    )
+    status = world.status(POLICY, "web")
+    assert (status["failoverCount"], status["matchedFlows"]) == (1, 14)
+
+    await _reports(world, "b", _report("web", active=False, matchedFlows=10))
+    assert writes_of(await world.reconcile(reconciler, "web")) == [("apply", "policies/status", "web")]
+    assert world.conditions(POLICY, "web")["Ready"] == ("False", "AwaitingAgent")
+
+
+async def test_a_sites_reports_are_read_one_by_one() -> None:
+    world = World(policy("web"), site("a"))
+    reconciler = PolicyReconciler(world.ctx)
+    await _reports(world, "a", _report("web", active=True, matchedFlows=3), _report("other", matchedFlows=-1))
+    await world.reconcile(reconciler, "web")
+    entry = world.status(POLICY, "web")["sites"][0]
+    assert entry["matchedFlows"] == 3, "another policy's bad report is left out"
