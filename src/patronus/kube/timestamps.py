@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,14 @@ def parse_time(value: Any) -> datetime | None:
     """The time in ``value``, or None when it is missing or not RFC 3339."""
     if not value:
         return None
+    return _parse_text(value if isinstance(value, str) else str(value))
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_text(text: str) -> datetime | None:
+    # Memoised: the operator's heartbeat scan reads every Site's and Lease's time every 2 s, and each
+    # changes only every 10 s (datetimes are immutable, so sharing one is safe).
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None

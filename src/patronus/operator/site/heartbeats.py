@@ -27,11 +27,10 @@ Lookup = Callable[[str, str], Mapping[str, Any] | None]
 
 
 def _shown_reporting(site: Mapping[str, Any]) -> bool:
-    conditions = (site.get("status") or {}).get("conditions") or []
-    return any(
-        isinstance(c, dict) and c.get("type") == "AgentReporting" and c.get("status") == "True"
-        for c in conditions
-    )
+    for condition in (site.get("status") or {}).get("conditions") or ():
+        if isinstance(condition, dict) and condition.get("type") == "AgentReporting":
+            return condition.get("status") == "True"
+    return False
 
 
 def gone_stale(sites: Iterable[Mapping[str, Any]], lease_of: Lookup, now: datetime) -> list[ObjectKey]:

@@ -26,6 +26,7 @@ from patronus.kube.errors import NotFoundError
 from patronus.kube.resource import SECRET, ObjectKey
 from patronus.operator.context import Context
 from patronus.operator.reconcile.conditions import Cond
+from patronus.operator.reconcile.parsed import per_version
 from patronus.operator.site.children.data import PRIVATE_KEY, PUBLIC_KEY
 from patronus.operator.site.children.names import SITE_LABEL, child_names, site_label_value
 from patronus.runtime.logs import get_logger
@@ -146,7 +147,9 @@ def _generated(ctx: Context, obj: Mapping[str, Any], generated: GeneratedKeys) -
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     secret_name = child_names(name).secret
     ready = Cond(KEYS_READY, "True", "KeyGenerated")
-    pair = key_pair(ctx.caches.child(SECRET).get(namespace, secret_name))
+    secret = ctx.caches.child(SECRET).get(namespace, secret_name)
+    # Checking the pair derives the public key (an X25519 multiplication): once per Secret version.
+    pair = per_version("key-pair", secret, key_pair) if secret is not None else None
     if pair is not None:
         generated.forget(ObjectKey.of(obj))
         return KeyMaterial(ready, pair[1], secret_name, pair)

@@ -8,6 +8,7 @@ Site from its cache.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from patronus.kube.timestamps import parse_time
@@ -173,9 +174,22 @@ def path_changed_beyond_check(old: Object, new: Object) -> bool:
 _RENEWAL = frozenset({"renewTime", "holderIdentity", "acquireTime"})
 
 
-def _without_renewal(obj: Object) -> Object:
-    spec = {k: v for k, v in (obj.get("spec") or {}).items() if k not in _RENEWAL}
-    return {**_without_status(obj), "spec": spec}
+_VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
+_NESTED = frozenset({"metadata", "spec", "status"})
+
+
+def _equal_but(a: Mapping[str, Any], b: Mapping[str, Any], skip: frozenset[str]) -> bool:
+    """``a`` and ``b`` equal in every key but ``skip``, compared in place (no copies)."""
+    return a.keys() - skip == b.keys() - skip and all(a[k] == b[k] for k in a if k not in skip)
+
+
+def _renewal_only(old: Object, new: Object) -> bool:
+    """Nothing but a renewal (and the status, which a Lease does not have) differs."""
+    return (
+        _equal_but(old, new, _NESTED)
+        and _equal_but(old.get("metadata") or {}, new.get("metadata") or {}, _VOLATILE_METADATA)
+        and _equal_but(old.get("spec") or {}, new.get("spec") or {}, _RENEWAL)
+    )
 
 
 def _owning_site(sites: KindCache, lease: Object) -> Object | None:
@@ -191,7 +205,7 @@ def lease_renewal_matters(sites: KindCache, old: Object, new: Object) -> bool:
     renewal of a site not shown as reporting (as for Site reports, see :func:`_report_matters`: while
     it is, staleness is found by the scan of ``site.heartbeats``). Every agent renews every
     10 s, so this runs a hundred times a second at 1,000 sites and must stay cheap."""
-    if _without_renewal(old) != _without_renewal(new):
+    if not _renewal_only(old, new):
         return True
     old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
     if old_spec.get("renewTime") == new_spec.get("renewTime"):

@@ -199,6 +199,10 @@ def _lease(renewed: str | None, **spec: Any) -> dict[str, Any]:
     return {"metadata": metadata, "spec": body}
 
 
+def _relabelled(lease: dict[str, Any]) -> dict[str, Any]:
+    return {**lease, "metadata": {**lease["metadata"], "labels": {"tier": "edge"}}}
+
+
 def _reporting_site(status: str) -> dict[str, Any]:
     conditions = [{"type": "AgentReporting", "status": status, "reason": "R", "lastTransitionTime": T0}]
     return site("a", status={"conditions": conditions})
@@ -213,6 +217,9 @@ def _reporting_site(status: str) -> dict[str, Any]:
         ("True", _lease(T10), _lease(T0), True),  # backwards: the planned requeue would come too late
         ("True", _lease(T0), _lease(T0, leaseDurationSeconds=60), True),  # more than a renewal
         ("True", _lease(T0), _lease(T0), False),
+        ("True", _lease(T0), {**_lease(T10), "status": {}}, False),  # a status a Lease cannot have
+        ("True", _lease(T0), _relabelled(_lease(T10)), True),  # a renewal and a label
+        ("True", _lease(T0), {**_lease(T10), "extra": 1}, True),  # a renewal and a new top-level field
     ],
 )
 def test_which_lease_renewals_requeue_the_site(
