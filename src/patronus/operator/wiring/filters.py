@@ -93,10 +93,12 @@ def _same_state(before: Any, after: Any) -> bool:
     return state is not None and state == _state(after)
 
 
+_VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
+"""Metadata every write changes: no news in itself."""
+
+
 def _without_status(obj: Object) -> Object:
-    metadata = {
-        k: v for k, v in (obj.get("metadata") or {}).items() if k not in ("resourceVersion", "managedFields")
-    }
+    metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _VOLATILE_METADATA}
     return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": metadata}
 
 
@@ -174,7 +176,6 @@ def path_changed_beyond_check(old: Object, new: Object) -> bool:
 _RENEWAL = frozenset({"renewTime", "holderIdentity", "acquireTime"})
 
 
-_VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
 _NESTED = frozenset({"metadata", "spec", "status"})
 
 
