@@ -26,7 +26,8 @@ _MAX_ENTRIES = 50_000
 # superseded parse until the bound evicted it (tens of MiB at 1,000 sites).
 _cache: OrderedDict[tuple[str, str], tuple[Hashable, Any]] = OrderedDict()
 
-_VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
+VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
+"""Metadata every write changes: no news in itself."""
 
 
 def _memoised(tag: str, uid: object, stamp: Hashable, compute: Callable[[], T]) -> T:
@@ -63,7 +64,7 @@ def spec_stamp(obj: dict[str, Any]) -> bytes:
     """The object's content but its status and resourceVersion, as bytes: equal stamps, equal parses.
     A few microseconds, against a validation's hundreds."""
     metadata = obj.get("metadata") or {}
-    stable = {key: value for key, value in metadata.items() if key not in _VOLATILE_METADATA}
+    stable = {key: value for key, value in metadata.items() if key not in VOLATILE_METADATA}
     return orjson.dumps([stable, *(value for key, value in obj.items() if key not in ("metadata", "status"))])
 
 

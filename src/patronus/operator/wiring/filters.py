@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from patronus.kube.timestamps import parse_time
+from patronus.operator.reconcile.parsed import VOLATILE_METADATA
 from patronus.operator.site.children.data import PUBLIC_KEY
 from patronus.operator.site.children.names import OVERLAY_ADDRESS_ANNOTATION
 from patronus.runtime.cache import Object
@@ -93,12 +94,8 @@ def _same_state(before: Any, after: Any) -> bool:
     return state is not None and state == _state(after)
 
 
-_VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
-"""Metadata every write changes: no news in itself."""
-
-
 def _without_status(obj: Object) -> Object:
-    metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _VOLATILE_METADATA}
+    metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in VOLATILE_METADATA}
     return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": metadata}
 
 
@@ -188,7 +185,7 @@ def _renewal_only(old: Object, new: Object) -> bool:
     """Nothing but a renewal (and the status, which a Lease does not have) differs."""
     return (
         _equal_but(old, new, _NESTED)
-        and _equal_but(old.get("metadata") or {}, new.get("metadata") or {}, _VOLATILE_METADATA)
+        and _equal_but(old.get("metadata") or {}, new.get("metadata") or {}, VOLATILE_METADATA)
         and _equal_but(old.get("spec") or {}, new.get("spec") or {}, _RENEWAL)
     )
 
