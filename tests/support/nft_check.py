@@ -268,7 +268,7 @@ def _check_prefilter(
         if entries == [f"goto {target}"]:
             continue  # some policy matches everything
         used = set()
-        for rule in (_as_set_rule(entry, target) for entry in entries):
+        for rule in _as_set_rules(entries, target):
             assert rule.endswith(f" goto {target}"), rule
             expression = rule.removesuffix(f" goto {target}")
             assert expression in _CANDIDATE, rule
@@ -279,12 +279,23 @@ def _check_prefilter(
                 assert _admitted(policy, sets), policy
 
 
-def _as_set_rule(rule: str, target: str) -> str:
-    """A candidate test through the scan's port map, as the set test it stands for (check_dispatch
-    checks that the map covers every port the scan's rules name)."""
-    if rule == f"meta l4proto . th dport vmap @{target}_ports":
-        return f"meta l4proto . th dport @cand_dport goto {target}"
-    return rule
+def _port_maps(target: str) -> tuple[str, str]:
+    """The names of a scan's port maps, in the order it tries them: single ports, then ranges."""
+    return f"{target}_ports", f"{target}_port_ranges"
+
+
+def _as_set_rules(rules: Sequence[str], target: str) -> list[str]:
+    """Candidate tests through the scan's port maps, as the one set test they stand for together
+    (check_dispatch checks that the maps cover every port the scan's rules name)."""
+    vmaps = {f"meta l4proto . th dport vmap @{name}" for name in _port_maps(target)}
+    out: list[str] = []
+    set_rule = f"meta l4proto . th dport @cand_dport goto {target}"
+    for rule in rules:
+        if rule not in vmaps:
+            out.append(rule)
+        elif not out or out[-1] != set_rule:
+            out.append(set_rule)
+    return out
 
 
 def _check_untracked(chains: dict[str, list[str]], tunnel_ports: Sequence[int]) -> None:
@@ -325,9 +336,10 @@ def _check_rules(rules: list[str], ordered: list[RoutingPolicy], action: Any) ->
 # -- the port dispatch --------------------------------------------------------------------------------------
 
 _PORT_MAP = re.compile(
-    r"\tmap (?P<name>[a-z_]+_ports) \{ type inet_proto \. inet_service : verdict; flags interval; "
-    r"elements = \{ (?P<elements>[^{}]+) \} \}"
+    r"\tmap (?P<name>[a-z_]+_port(?P<ranges>_range)?s) \{ type inet_proto \. inet_service : verdict;"
+    r"(?P<flags> flags interval;)? elements = \{ (?P<elements>[^{}]+) \} \}"
 )
+"""A port map: ``<scan>_ports`` (single ports, a hash) or ``<scan>_port_ranges`` (an interval map)."""
 _ELEMENT = re.compile(
     r"(?P<proto>[a-z0-9-]+) \. (?P<first>\d+)(?:-(?P<last>\d+))? : goto (?P<chain>[a-z_0-9]+)"
 )
@@ -348,7 +360,7 @@ def blocks(script: str) -> tuple[list[str], dict[str, list[str]], dict[str, list
         elif line.startswith("\tchain "):
             current = line.split()[1]
             chains[current] = []
-        elif found := _PORT_MAP.fullmatch(line):
+        elif (found := _PORT_MAP.fullmatch(line)) and bool(found["ranges"]) == bool(found["flags"]):
             maps[found["name"]] = found["elements"].split(", ")
         else:
             other.append(line)
@@ -368,7 +380,7 @@ def _may_match(rule: str, verb: str, proto: str, port: int) -> bool:
 
 
 def check_dispatch(by_port: str, plain: str) -> None:
-    """``by_port`` is ``plain`` with a port verdict map in front of each scan that sends every packet to
+    """``by_port`` is ``plain`` with port verdict maps in front of each scan that send every packet to
     exactly the rules of the plain scan that may match its (protocol, port), in order."""
     other, chains, maps = blocks(by_port)
     plain_other, plain_chains, plain_maps = blocks(plain)
@@ -377,43 +389,53 @@ def check_dispatch(by_port: str, plain: str) -> None:
     for name in set(plain_chains) - {"classify", "shaping", "candidates", "postrouting"}:
         assert chains[name] == plain_chains[name], name
     for name, scan in (("candidates", "classify"), ("postrouting", "shaping")):
-        if f"{scan}_ports" not in maps:
-            assert chains[name] == plain_chains[name], name
-            continue
-        # The port map stands in for the cand_dport test (one lookup, not two), nothing else changes;
+        used = [m for m in _port_maps(scan) if m in maps]
+        # The port maps stand in for the cand_dport test (one lookup, not two), nothing else changes;
         # when some policy matches every packet there is no candidate test to stand in for.
-        stands_in = f"meta l4proto . th dport @cand_dport goto {scan}" in plain_chains[name]
-        assert (f"meta l4proto . th dport vmap @{scan}_ports" in chains[name]) == stands_in, name
-        assert [_as_set_rule(rule, scan) for rule in chains[name]] == plain_chains[name], name
+        stands_in = bool(used) and f"meta l4proto . th dport @cand_dport goto {scan}" in plain_chains[name]
+        vmaps = [r for r in chains[name] if " vmap @" in r]
+        assert vmaps == ([f"meta l4proto . th dport vmap @{m}" for m in used] if stands_in else []), name
+        assert _as_set_rules(chains[name], scan) == plain_chains[name], name
     for scan in ("classify", "shaping"):
-        rules = plain_chains[scan]
-        verbs = [re.search(r"(goto policy_\d+|meta priority set 1:[0-9a-f]+ accept)$", r) for r in rules]
-        assert all(verbs), rules
-        if f"{scan}_ports" not in maps:
-            assert chains[scan] == rules
-            continue
-        head, *fallback = chains[scan]
-        assert head == f"meta l4proto . th dport vmap @{scan}_ports"
-        assert fallback == [
-            r
-            for r, v in zip(rules, verbs, strict=True)
-            if "dport" not in parse_match(r.removesuffix(v[0]).rstrip())
-        ]  # type: ignore[index]
-        covered: dict[str, list[tuple[int, int]]] = {}
-        for element in maps[f"{scan}_ports"]:
+        _check_scan_dispatch(scan, plain_chains[scan], chains, maps)
+
+
+def _check_scan_dispatch(
+    scan: str, rules: list[str], chains: Mapping[str, list[str]], maps: Mapping[str, list[str]]
+) -> None:
+    """The scan's maps (single ports in the hash, ranges in the interval map, no port in both) reach,
+    for each port they hold, the plain scan's rules that may match it; they hold every port named."""
+    verbs = [re.search(r"(goto policy_\d+|meta priority set 1:[0-9a-f]+ accept)$", r) for r in rules]
+    assert all(verbs), rules
+    used = [m for m in _port_maps(scan) if m in maps]
+    if not used:
+        assert chains[scan] == rules
+        return
+    head, fallback = chains[scan][: len(used)], chains[scan][len(used) :]
+    assert head == [f"meta l4proto . th dport vmap @{m}" for m in used]
+    assert fallback == [
+        r
+        for r, v in zip(rules, verbs, strict=True)
+        if "dport" not in parse_match(r.removesuffix(v[0]).rstrip())
+    ]  # type: ignore[index]
+    covered: dict[str, list[tuple[int, int]]] = {}
+    for name in used:
+        for element in maps[name]:
             found = _ELEMENT.fullmatch(element)
             assert found, element
+            assert (found["last"] is None) == name.endswith("_ports"), (name, element)
             first, last = int(found["first"]), int(found["last"] or found["first"])
+            assert not any(lo <= last and first <= hi for lo, hi in covered.get(found["proto"], [])), element
             covered.setdefault(found["proto"], []).append((first, last))
             for port in {first, last, (first + last) // 2}:
                 expected = [
                     r for r, v in zip(rules, verbs, strict=True) if _may_match(r, v[0], found["proto"], port)
                 ]  # type: ignore[index]
                 assert chains[found["chain"]] == expected, (element, port)
-        for rule, verb in zip(rules, verbs, strict=True):
-            clauses = parse_match(rule.removesuffix(verb[0]).rstrip())  # type: ignore[index]
-            for proto in _items(clauses.get("proto") or "{ tcp, udp }") if "dport" in clauses else ():
-                for item in _items(clauses["dport"]):
-                    a, _, b = item.partition("-")
-                    for port in (int(a), int(b or a)):
-                        assert any(lo <= port <= hi for lo, hi in covered.get(proto, [])), (rule, proto, port)
+    for rule, verb in zip(rules, verbs, strict=True):
+        clauses = parse_match(rule.removesuffix(verb[0]).rstrip())  # type: ignore[index]
+        for proto in _items(clauses.get("proto") or "{ tcp, udp }") if "dport" in clauses else ():
+            for item in _items(clauses["dport"]):
+                a, _, b = item.partition("-")
+                for port in (int(a), int(b or a)):
+                    assert any(lo <= port <= hi for lo, hi in covered.get(proto, [])), (rule, proto, port)

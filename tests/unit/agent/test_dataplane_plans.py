@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from patronus.agent.dataplane import qos
+from patronus.agent.dataplane import dispatch, qos
 from patronus.agent.dataplane.commands import CommandError, RecordingRunner
 from patronus.agent.dataplane.routing import (
     FLOW_SEEN_CT_BIT,
@@ -374,11 +374,13 @@ def test_a_port_map_sends_each_packet_to_the_rules_that_may_match_it() -> None:
         RoutingPolicy("admin", 1, PolicyMatch("tcp", dst_ports=((85, 85),)), "p-lte"),
     ]
     lines = render_nftables("patronus", policies, MARKS).splitlines()
-    assert (
-        "\tmap classify_ports { type inet_proto . inet_service : verdict; flags interval; elements = { "
-        "tcp . 80-84 : goto classify_by_port_0, tcp . 85 : goto classify_by_port_1, "
-        "tcp . 86-90 : goto classify_by_port_0, udp . 5060-5061 : goto classify_by_port_2 } }"
+    web = [f"tcp . {port} : goto classify_by_port_{1 if port == 85 else 0}" for port in range(80, 91)]
+    voice = [f"udp . {port} : goto classify_by_port_2" for port in (5060, 5061)]
+    assert (  # few ports: each one its own element, in a hash map (no interval flag)
+        "\tmap classify_ports { type inet_proto . inet_service : verdict; "
+        f"elements = {{ {', '.join([*web, *voice])} }} }}"
     ) in lines
+    assert not any("classify_port_ranges" in line for line in lines)
 
     def chain(name: str) -> list[str]:
         start = lines.index(f"\tchain {name} {{")
@@ -392,3 +394,52 @@ def test_a_port_map_sends_each_packet_to_the_rules_that_may_match_it() -> None:
         "meta l4proto tcp th dport 85 goto policy_3",
     ]
     assert chain("classify_by_port_2") == ["meta l4proto udp th dport 5060-5061 goto policy_0", *dscp]
+
+
+def test_wide_port_stretches_go_to_an_interval_map_once_the_single_port_budget_is_spent() -> None:
+    policies = [
+        RoutingPolicy("voice", 900, PolicyMatch("udp", dst_ports=((5060, 5061),)), "p-fiber"),
+        RoutingPolicy("web", 500, PolicyMatch("tcp", dst_ports=((443, 443),)), "p-fiber"),
+        RoutingPolicy("bulk", 10, PolicyMatch("tcp", dst_ports=((1024, 65535),)), "p-lte"),
+    ]
+    lines = [line.strip() for line in render_nftables("patronus", policies, MARKS).splitlines()]
+    assert (
+        "map classify_ports { type inet_proto . inet_service : verdict; elements = { "
+        "tcp . 443 : goto classify_by_port_0, udp . 5060 : goto classify_by_port_2, "
+        "udp . 5061 : goto classify_by_port_2 } }"
+    ) in lines
+    assert (
+        "map classify_port_ranges { type inet_proto . inet_service : verdict; flags interval; elements = { "
+        "tcp . 1024-65535 : goto classify_by_port_1 } }"
+    ) in lines
+    start = lines.index("chain classify {")
+    assert lines[start + 1 : start + 3] == [
+        "meta l4proto . th dport vmap @classify_ports",
+        "meta l4proto . th dport vmap @classify_port_ranges",
+    ]
+    candidates = lines.index("chain candidates {")
+    assert lines[candidates + 1 : lines.index("}", candidates)] == [
+        "meta mark 0x00051820 return",
+        "meta l4proto . th dport vmap @classify_ports",
+        "meta l4proto . th dport vmap @classify_port_ranges",
+    ]
+
+
+def test_the_narrowest_stretches_are_written_out_first_and_the_budget_is_never_exceeded() -> None:
+    widths = [3000, 1, 2600, 5, 1500]  # budget 4096: 1 + 5 + 1500 fit, then 2600 does not
+    starts = [10_000, 20_000, 30_000, 40_000, 50_000]
+    entries = [
+        dispatch.Entry(
+            f"meta l4proto tcp th dport {a}-{a + w - 1} goto policy_{i}", ("tcp",), ((a, a + w - 1),)
+        )
+        for i, (a, w) in enumerate(zip(starts, widths, strict=True))
+    ]
+    declarations, _, maps = dispatch.render("classify", entries)
+    assert maps == ["classify_ports", "classify_port_ranges"]
+    exact, ranges = declarations
+    assert exact.count(" : goto ") == 1 + 5 + 1500 <= dispatch.EXACT_PORTS_BUDGET
+    assert "tcp . 20000 : goto" in exact
+    assert "tcp . 51499 : goto" in exact
+    assert ranges.count(" : goto ") == 2
+    assert "tcp . 10000-12999 : goto" in ranges
+    assert "tcp . 30000-32599 : goto" in ranges

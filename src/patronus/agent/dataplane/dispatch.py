@@ -11,6 +11,13 @@ matches is the one the plain scan would have found.
 
 Chains with equal contents are shared. When the rules that name no port would be repeated too often
 (many such policies and many stretches), the plain scan is kept: :func:`plan` returns None.
+
+The stretches go into two maps, tried in turn (a port is in at most one stretch, so at most one hits):
+``<name>_ports`` holds single ports (narrow stretches written out port by port, up to
+:data:`EXACT_PORTS_BUDGET` of them, narrowest first) and has no ``interval`` flag, so the kernel keeps it
+in a hash table; ``<name>_port_ranges`` holds the wider stretches in an interval map (pipapo, for a
+concatenation). In the tunnel benchmark the interval lookups were the largest part of the table's cost:
+pipapo's work grows with the number of elements, a hash lookup's does not.
 """
 
 from __future__ import annotations
@@ -19,8 +26,12 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from patronus.agent.dataplane.prefilter import PORT_KEY
+
 MAX_DISPATCH_RULES = 20_000
 """Above this many rules across the per-stretch chains, the plain scan is cheaper to keep."""
+EXACT_PORTS_BUDGET = 4096
+"""At most this many (protocol, port) elements are written out one by one into the hash map."""
 
 
 @dataclass(frozen=True)
@@ -34,9 +45,11 @@ class Entry:
 
 @dataclass(frozen=True)
 class Plan:
-    """The map's elements (``proto . first-last : goto chain``), the per-stretch chains, the fallback."""
+    """The maps' elements (``proto . port : goto chain`` one port each, and ``proto . first-last : goto
+    chain``), the per-stretch chains, the fallback."""
 
-    elements: list[str]
+    exact: list[str]
+    ranges: list[str]
     chains: dict[str, list[str]]
     fallback: list[str]
 
@@ -77,10 +90,11 @@ def plan(entries: Sequence[Entry], prefix: str) -> Plan | None:
                 if total > MAX_DISPATCH_RULES:
                     return None
             elements.append((protocol, first, last, chains[rules]))
-    return Plan(_merged(elements), {name: list(rules) for rules, name in chains.items()}, fallback)
+    exact, ranges = _split(_merged(elements))
+    return Plan(exact, ranges, {name: list(rules) for rules, name in chains.items()}, fallback)
 
 
-def _merged(elements: list[tuple[str, int, int, str]]) -> list[str]:
+def _merged(elements: list[tuple[str, int, int, str]]) -> list[tuple[str, int, int, str]]:
     """Adjacent stretches of one protocol that go to the same chain, as one element."""
     merged: list[tuple[str, int, int, str]] = []
     for protocol, first, last, chain in elements:
@@ -88,25 +102,50 @@ def _merged(elements: list[tuple[str, int, int, str]]) -> list[str]:
             merged[-1] = (protocol, merged[-1][1], last, chain)
         else:
             merged.append((protocol, first, last, chain))
-    return [
-        f"{protocol} . {first if first == last else f'{first}-{last}'} : goto {chain}"
-        for protocol, first, last, chain in merged
-    ]
+    return merged
 
 
-def render(name: str, entries: Sequence[Entry], enabled: bool = True) -> tuple[list[str], list[str]]:
-    """(table-level declarations, the scan chain ``name`` and its stretch chains) as nft lines."""
+def _split(elements: list[tuple[str, int, int, str]]) -> tuple[list[str], list[str]]:
+    """(single-port elements, range elements): the narrowest stretches are written out port by port
+    while the budget lasts; each list keeps the elements' order."""
+    by_width = sorted(range(len(elements)), key=lambda i: (elements[i][2] - elements[i][1], i))
+    spent, written_out = 0, set()
+    for i in by_width:
+        width = elements[i][2] - elements[i][1] + 1
+        if spent + width > EXACT_PORTS_BUDGET:
+            break
+        spent += width
+        written_out.add(i)
+    exact, ranges = [], []
+    for i, (protocol, first, last, chain) in enumerate(elements):
+        if i in written_out:
+            exact += [f"{protocol} . {port} : goto {chain}" for port in range(first, last + 1)]
+        else:
+            ranges.append(f"{protocol} . {first}-{last} : goto {chain}")
+    return exact, ranges
+
+
+def render(
+    name: str, entries: Sequence[Entry], enabled: bool = True
+) -> tuple[list[str], list[str], list[str]]:
+    """(table-level declarations, the scan chain ``name`` and its stretch chains, the names of the port
+    maps in the order the scan tries them) as nft lines."""
     found = plan(entries, f"{name}_by_port") if enabled else None
     if found is None:
-        return [], _chain(name, [e.rule for e in entries])
-    declaration = (
-        f"\tmap {name}_ports {{ type inet_proto . inet_service : verdict; flags interval; "
-        f"elements = {{ {', '.join(found.elements)} }} }}"
-    )
-    lines = _chain(name, [f"meta l4proto . th dport vmap @{name}_ports", *found.fallback])
+        return [], _chain(name, [e.rule for e in entries]), []
+    kinds = ((f"{name}_ports", "", found.exact), (f"{name}_port_ranges", " flags interval;", found.ranges))
+    declarations, maps = [], []
+    for map_name, flags, elements in kinds:
+        if elements:
+            declarations.append(
+                f"\tmap {map_name} {{ type inet_proto . inet_service : verdict;{flags} "
+                f"elements = {{ {', '.join(elements)} }} }}"
+            )
+            maps.append(map_name)
+    lines = _chain(name, [*(f"{PORT_KEY} vmap @{m}" for m in maps), *found.fallback])
     for chain, rules in found.chains.items():
         lines += _chain(chain, rules)
-    return [declaration], lines
+    return declarations, lines, maps
 
 
 def _chain(name: str, rules: Sequence[str]) -> list[str]:

@@ -47,24 +47,28 @@ def render(
     bypass_mark: int,
     excluded: Sequence[str],
     tunnel_ports: Sequence[int],
-    port_maps: Mapping[str, str] | None = None,
+    port_maps: Mapping[str, Sequence[str]] | None = None,
 ) -> list[str]:
     """The base chains (and the chains only they reach) as nft lines; values are validated here.
-    ``port_maps`` names the port verdict map of a scan (``classify``, ``shaping``) that has one: the
-    candidate test uses it directly (:meth:`Prefilter.candidate_rules`)."""
+    ``port_maps`` names the port verdict maps of a scan (``classify``, ``shaping``) that has them: the
+    candidate test uses them directly (:meth:`Prefilter.candidate_rules`)."""
     port_maps = port_maps or {}
     bypass = f"0x{validate.mark(bypass_mark):08x}"
     names = [f'"{validate.interface(name)}"' for name in excluded]
     ports = sorted({validate.port(port) for port in tunnel_ports})
     skip = [f"meta mark {bypass} return"]  # the tunnels' own packets: never classified
-    lines = _chain("candidates", [*skip, *candidates.candidate_rules("classify", port_maps.get("classify"))])
+    lines = _chain(
+        "candidates", [*skip, *candidates.candidate_rules("classify", port_maps.get("classify", ()))]
+    )
     prerouting = ['iifname "lo" return']
     if names:
         prerouting.append(f"iifname {_set(names)} return")
     prerouting += ["fib daddr type local return", "jump candidates"]
     lines += _chain("prerouting", prerouting, _HOOK.format("prerouting", "mangle"))
     lines += _chain("output", ["jump candidates"], "type route hook output priority mangle; policy accept;")
-    postrouting = [*skip, *candidates.candidate_rules("shaping", port_maps.get("shaping"))] if shaping else []
+    postrouting = (
+        [*skip, *candidates.candidate_rules("shaping", port_maps.get("shaping", ()))] if shaping else []
+    )
     lines += _chain(
         "postrouting", postrouting, "type filter hook postrouting priority mangle; policy accept;"
     )

@@ -339,9 +339,7 @@ def render_nftables(
                 shaping.append(dispatch.Entry(rule, protocols, policy.match.dst_ports))
     maps, scans, port_maps = [], [], {}
     for name, entries in (("classify", classify), ("shaping", shaping)):
-        declarations, chains = dispatch.render(name, entries, by_port)
-        if declarations:
-            port_maps[name] = f"{name}_ports"
+        declarations, chains, port_maps[name] = dispatch.render(name, entries, by_port)
         maps += declarations
         scans += chains
     lines += maps + scans

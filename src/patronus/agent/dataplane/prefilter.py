@@ -99,17 +99,20 @@ class Prefilter:
     everything: bool = False
     """Some policy matches every packet: every packet must enter the scan."""
 
-    def candidate_rules(self, target: str, port_map: str | None = None) -> list[str]:
-        """The rules admitting packets into ``target``. With ``port_map`` (the scan's port verdict map,
-        :mod:`patronus.agent.dataplane.dispatch`, which covers the same ports as ``cand_dport``), the
-        port test is that map itself: a hit goes straight to the rules for the packet's port, so the
-        packet pays one lookup instead of the set's and then the map's; a miss tries the other sets."""
+    def candidate_rules(self, target: str, port_maps: Sequence[str] = ()) -> list[str]:
+        """The rules admitting packets into ``target``. With ``port_maps`` (the scan's port verdict maps,
+        :mod:`patronus.agent.dataplane.dispatch`, which together cover the same ports as ``cand_dport``),
+        the port test is those maps themselves: a hit goes straight to the rules for the packet's port, so
+        the packet pays one lookup instead of the set's and then the map's; a miss tries the other sets."""
         if self.everything:
             return [f"goto {target}"]
-        return [
-            f"{PORT_KEY} vmap @{port_map}" if port_map and rule == PORT_RULE else f"{rule} goto {target}"
-            for rule in self.rules
-        ]
+        rules = []
+        for rule in self.rules:
+            if port_maps and rule == PORT_RULE:
+                rules += [f"{PORT_KEY} vmap @{name}" for name in port_maps]
+            else:
+                rules.append(f"{rule} goto {target}")
+        return rules
 
 
 def build(matches: Iterable[PolicyMatch]) -> Prefilter:
