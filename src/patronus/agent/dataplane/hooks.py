@@ -5,9 +5,10 @@
   one per MTU, and a route lookup is cheaper for them than a candidate-set lookup), then goes through
   ``candidates``.
 - ``output`` (local traffic) is a ``route`` chain, so a new mark re-routes the packet; it goes through
-  the same candidate sets. Where a scan has a port verdict map, the candidate test on ports is that
-  map (one lookup in a large concatenated interval set per packet instead of two: in the benchmark these
-  lookups were the largest part of the table's cost, more than conntrack).
+  the same candidate sets. Where a scan has port verdict maps, the candidate test on ports is those
+  maps (a packet is looked up once, not in a candidate set and then in a map: in the benchmark these
+  lookups were the largest part of the table's cost, more than conntrack, until single ports moved into
+  a hash map, :mod:`patronus.agent.dataplane.dispatch`).
 - ``postrouting`` repeats the candidate test in front of ``shaping`` (``meta priority`` for htb).
 - Packets carrying the WireGuard fwmark (the tunnels' own encrypted packets) are never classified, so a
   policy broad enough to match them cannot loop a tunnel into itself.

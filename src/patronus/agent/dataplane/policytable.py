@@ -311,7 +311,7 @@ def render_nftables(
     counted, and left unmarked until a switch gives it a path. ``priorities`` maps a policy to its htb
     class minor (``1:<minor>``). ``ingress_exclude`` names interfaces whose inbound traffic is not
     classified (e.g. the site's own tunnels when it is not a transit hub), so replies from peers do not
-    inflate the counters. ``by_port`` puts a port verdict map in front of each scan
+    inflate the counters. ``by_port`` puts port verdict maps in front of each scan
     (:mod:`patronus.agent.dataplane.dispatch`). ``tunnel_ports`` are the WireGuard listen ports: the
     tunnels' encrypted packets skip conntrack (:mod:`patronus.agent.dataplane.hooks`). Raises
     :class:`UnsafeValue` (and renders nothing) if any value is unsafe.
